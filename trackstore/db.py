@@ -1,0 +1,250 @@
+"""Connections, migrations and views: the only place that knows about database engines.
+
+* ``resolve_url`` turns ``--db`` / ``TRACKSTORE_DB`` / the default ``./trackstore.duckdb`` into
+  a SQLAlchemy URL (a plain path means a DuckDB file).
+* ``make_engine`` opens DuckDB files with a lock wait: DuckDB lets one process write a file at a
+  time and fails at once otherwise, so we retry with backoff and tell the user we are waiting.
+* ``upgrade`` runs the Alembic migrations from code, then re-applies the views.
+* ``check_revision`` refuses to write to a store whose schema is older than this trackstore.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.pool import NullPool
+
+from .errors import SchemaVersionError, StoreError, StoreLockedError
+
+DEFAULT_DB = "trackstore.duckdb"
+ENV_VAR = "TRACKSTORE_DB"
+LOCK_TIMEOUT = float(os.environ.get("TRACKSTORE_LOCK_TIMEOUT", "600"))
+
+_PKG = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    """Location of a top-level data folder (``migrations``, ``queries``).
+
+    In a wheel they ship as ``trackstore/_<name>``; in a source checkout they sit next to the
+    package, at the repository root.
+    """
+    shipped = resources.files("trackstore") / f"_{name}"
+    if shipped.is_dir():
+        return Path(str(shipped))
+    here = _PKG.parent / name
+    if here.is_dir():
+        return here
+    raise StoreError(f"trackstore installation is missing its {name}/ folder", hint="reinstall trackstore")
+
+
+def resolve_url(db: str | os.PathLike | None = None) -> str:
+    """The SQLAlchemy URL for ``db`` (a path or URL), ``$TRACKSTORE_DB``, or ``./trackstore.duckdb``."""
+    db = os.fspath(db) if db is not None else os.environ.get(ENV_VAR) or DEFAULT_DB
+    if "://" in db:
+        return db
+    return "duckdb:///" + str(Path(db).expanduser().resolve())
+
+
+def is_duckdb(url: str) -> bool:
+    return url.startswith("duckdb:")
+
+
+def duckdb_path(url: str) -> Path | None:
+    """The file behind a DuckDB URL (None for in-memory)."""
+    p = url.split(":///", 1)[1] if ":///" in url else ""
+    p = p.split("?", 1)[0]
+    return Path(p) if p and p != ":memory:" else None
+
+
+def make_engine(url: str, *, read_only: bool = False, lock_timeout: float | None = None,
+                on_wait: Callable[[str], None] | None = None) -> sa.Engine:
+    """An engine whose connections wait (with backoff) for a DuckDB file lock held elsewhere.
+
+    Args:
+        url: SQLAlchemy URL.
+        read_only: Open DuckDB read-only (user SQL cannot change the store).
+        lock_timeout: Seconds to wait for another process's lock before giving up.
+        on_wait: Called once with a message when we start waiting.
+    """
+    timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+    if not is_duckdb(url):
+        return sa.create_engine(url, poolclass=NullPool)
+    connect_args = {"read_only": True} if read_only else {}
+    engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_with_lock_wait(dialect, conn_rec, cargs, cparams):
+        deadline = time.monotonic() + timeout
+        delay, told = 0.05, False
+        while True:
+            try:
+                return dialect.connect(*cargs, **dict(cparams, config=dict(cparams.get("config", {}))))
+            except Exception as e:  # duckdb.IOException; the message is the only discriminator
+                msg = str(e)
+                if "Could not set lock on file" not in msg:
+                    raise
+                holder = re.search(r"\(PID (\d+)\)", msg)
+                who = f"process {holder.group(1)}" if holder else "another process"
+                if time.monotonic() >= deadline:
+                    raise StoreLockedError(
+                        f"the store is in use by {who} (waited {timeout:.0f} s)",
+                        path=duckdb_path(url),
+                        hint="try again when the other trackstore command has finished, "
+                             "or raise TRACKSTORE_LOCK_TIMEOUT",
+                    ) from e
+                if not told and on_wait is not None:
+                    on_wait(f"Waiting for {duckdb_path(url)}: it is in use by {who} ...")
+                    told = True
+                time.sleep(delay * (0.75 + random.random() / 2))
+                delay = min(delay * 2, 1.0)
+
+    return engine
+
+
+def _alembic_config(connection: sa.Connection):
+    import duckdb_sqlalchemy.alembic_impl  # noqa: F401  (registers the DuckDB Alembic impl)
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(data_dir("migrations")))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration this trackstore knows."""
+    from alembic.script import ScriptDirectory
+
+    cfg = _alembic_config(None)  # type: ignore[arg-type]
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def current_revision(connection: sa.Connection) -> str | None:
+    """The store's migration revision (None for an empty database)."""
+    import duckdb_sqlalchemy.alembic_impl  # noqa: F401
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(connection: sa.Connection, revision: str = "head") -> None:
+    """Migrate the store to ``revision`` (inside the caller's transaction), then apply views."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(connection), revision)
+    apply_views(connection)
+
+
+def downgrade(connection: sa.Connection, revision: str) -> None:
+    """Migrate down to ``revision`` (views are dropped first: they read the tables)."""
+    from alembic import command
+
+    drop_views(connection)
+    command.downgrade(_alembic_config(connection), revision)
+    if revision not in ("base",):
+        apply_views(connection)
+
+
+def check_revision(connection: sa.Connection, *, for_write: bool) -> str | None:
+    """Raise SchemaVersionError if the store is not at this trackstore's head revision.
+
+    Returns the current revision; None means an empty database (a new store).
+    """
+    rev = current_revision(connection)
+    head = head_revision()
+    if rev is None or rev == head:
+        return rev
+    from alembic.script import ScriptDirectory
+
+    known = {s.revision for s in ScriptDirectory.from_config(_alembic_config(connection)).walk_revisions()}
+    if rev not in known:
+        raise SchemaVersionError(
+            f"the store is at schema revision {rev}, newer than this trackstore knows ({head})",
+            hint="upgrade trackstore (pip install -U trackstore)",
+        )
+    if for_write:
+        raise SchemaVersionError(
+            f"the store is at schema revision {rev}; this trackstore needs {head} to write",
+            hint="run `trackstore upgrade` (back up the file first if in doubt)",
+        )
+    return rev
+
+
+# ---------------------------------------------------------------------------- views
+_DEPENDS = re.compile(r"^--\s*depends:\s*(.*)$", re.MULTILINE)
+
+
+def view_files(dialect: str) -> dict[str, Path]:
+    """``{view_name: sql_file}`` for a dialect: ``name.<dialect>.sql`` wins over ``name.sql``."""
+    folder = _PKG / "views"
+    out: dict[str, Path] = {}
+    for f in sorted(folder.glob("*.sql")):
+        parts = f.name[:-4].split(".")
+        if len(parts) == 1:
+            out.setdefault(parts[0], f)
+        elif parts[1] == dialect:
+            out[parts[0]] = f
+    return out
+
+
+def _ordered_views(dialect: str) -> list[tuple[str, str]]:
+    files = view_files(dialect)
+    deps: dict[str, list[str]] = {}
+    sql: dict[str, str] = {}
+    for name, f in files.items():
+        text = f.read_text(encoding="utf-8")
+        sql[name] = text
+        m = _DEPENDS.search(text)
+        deps[name] = [d.strip() for d in m.group(1).split(",")] if m else []
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(n: str, stack: tuple[str, ...] = ()):
+        if n in seen or n not in files:
+            return
+        if n in stack:
+            raise StoreError(f"views depend on each other in a cycle: {' -> '.join(stack + (n,))}")
+        for d in deps[n]:
+            visit(d, stack + (n,))
+        seen.add(n)
+        order.append(n)
+
+    for n in files:
+        visit(n)
+    return [(n, sql[n]) for n in order]
+
+
+def apply_views(connection: sa.Connection) -> None:
+    """(Re-)create every view from its SQL file, dependencies first."""
+    for _name, text in _ordered_views(connection.dialect.name):
+        connection.exec_driver_sql(text)
+
+
+def drop_views(connection: sa.Connection) -> None:
+    for name, _ in reversed(_ordered_views(connection.dialect.name)):
+        connection.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}"')
+
+
+@contextmanager
+def wrap_db_errors(what: str):
+    """Re-raise driver errors as StoreError (the only place raw DB errors are caught)."""
+    try:
+        yield
+    except (SchemaVersionError, StoreLockedError):
+        raise
+    except sa.exc.DBAPIError as e:
+        raise StoreError(f"{what} failed: {e.orig}") from e
+    except Exception as e:
+        if type(e).__module__.startswith(("duckdb", "_duckdb")):
+            raise StoreError(f"{what} failed: {e}") from e
+        raise
