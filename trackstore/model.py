@@ -43,11 +43,12 @@ __all__ = [
     "MetaBlock",
     "TrackTables",
     "derive_tracks",
+    "fill_gaps",
     "compare_tables",
 ]
 
 #: Where a position came from. The code stored in ``positions["origin"]`` is the index here.
-ORIGINS: tuple[str, ...] = ("observed", "gap_closed", "validated")
+ORIGINS: tuple[str, ...] = ("observed", "gap_closed", "validated", "interpolated")
 ORIGIN_CODE = {name: i for i, name in enumerate(ORIGINS)}
 
 #: Entity kinds a metadata value can belong to (owner id meaning in brackets).
@@ -127,6 +128,9 @@ class MetaBlock:
             values; an object array may hold anything :mod:`trackstore.values` can store.
         owners: Owner ids (position index, frame number, ...), same length as ``values``;
             ``None`` for the session and tag scopes (then ``values`` has length 1).
+
+    A block with no values has no rows in the store, so it does not come back from it: a
+    format that must remember a declared-but-empty key keeps that in its own session metadata.
     """
 
     scope: str
@@ -380,6 +384,73 @@ def derive_tracks(n_positions: int, source: np.ndarray, target: np.ndarray, fram
     return track_of_position, lineage_of_track.astype(np.int64)
 
 
+def fill_gaps(tables: TrackTables, max_gap: int | None = None) -> TrackTables:
+    """A copy where every link that skips frames is replaced by interpolated positions and links.
+
+    Positions are placed linearly in frame number between the link's ends (interior only, like
+    the ``trajectories_without_gaps`` view), take the track of the link's source when source and
+    target share a track (else the target's), and get origin ``interpolated``. Links skipping
+    more than ``max_gap`` missing frames are left as they are. Vectorized; metadata is kept.
+    """
+    t = tables.copy()
+    src, dst = t.links["source_id"], t.links["target_id"]
+    f = t.positions["frame"]
+    gap = f[dst] - f[src]
+    sel = gap > 1
+    if max_gap is not None:
+        sel &= (gap - 1) <= max_gap
+    if not sel.any():
+        return t
+    s, d, g = src[sel], dst[sel], gap[sel]
+    n_new = g - 1
+    rep = np.repeat(np.arange(len(s)), n_new)
+    k = np.arange(int(n_new.sum())) - np.repeat(np.cumsum(n_new) - n_new, n_new) + 1  # 1..g-1 per link
+    frac = k / g[rep]
+    n0 = t.n_positions
+    new: dict[str, np.ndarray] = {}
+    for col in t.positions:
+        base = t.positions[col]
+        if col == "frame":
+            new[col] = f[s][rep] + k
+        elif col in ("x", "y", "z"):
+            new[col] = base[s][rep] + (base[d][rep] - base[s][rep]) * frac
+        elif col == "track_id":
+            same = base[s] == base[d]
+            new[col] = np.where(same, base[s], base[d])[rep]
+        elif col == "origin":
+            new[col] = np.full(len(rep), ORIGIN_CODE["interpolated"], np.int8)
+        elif col == "native_id":
+            new[col] = np.full(len(rep), -1, np.int64)
+        else:
+            new[col] = np.full(len(rep), np.nan, dtype=base.dtype) if base.dtype.kind == "f" \
+                else np.zeros(len(rep), dtype=base.dtype)
+    if "origin" not in t.positions:
+        t.positions["origin"] = np.zeros(n0, np.int8)
+        new["origin"] = np.full(len(rep), ORIGIN_CODE["interpolated"], np.int8)
+    for col in t.positions:
+        t.positions[col] = np.concatenate([t.positions[col], new[col]])
+    ids = n0 + np.arange(len(rep))
+    # chain: source -> first new -> ... -> last new -> target
+    first = np.cumsum(n_new) - n_new
+    prev = ids.copy()
+    prev[1:] = ids[:-1]
+    prev[first] = s
+    nxt_src = ids[np.cumsum(n_new) - 1]
+    keep = ~sel
+    t.links = {
+        "source_id": np.concatenate([src[keep], prev, nxt_src]),
+        "target_id": np.concatenate([dst[keep], ids, d]),
+    }
+    # link metadata follows the kept links only; the replaced gap links' metadata is dropped
+    kept_index = np.full(len(src), -1, np.int64)
+    kept_index[keep] = np.arange(int(keep.sum()))
+    for b in t.metadata:
+        if b.scope == "link" and b.owners is not None:
+            m = keep[b.owners]
+            b.values, b.owners = b.values[m], kept_index[b.owners[m]]
+    return t
+
+
 def compare_tables(a: TrackTables, b: TrackTables, *, check_ids: bool = True,
                    ignore_meta: Iterable[str] = ()) -> list[str]:
     """List the differences between two sessions (empty list = equal), for tests and checks.
@@ -400,9 +471,9 @@ def compare_tables(a: TrackTables, b: TrackTables, *, check_ids: bool = True,
         ca, cb = a.pos(col)[order_a], b.pos(col)[order_b]
         if not _same(ca, cb):
             diffs.append(f"positions.{col} differ")
-    if ("native_id" in pa_) != ("native_id" in pb):
+    if a.n_positions and ("native_id" in pa_) != ("native_id" in pb):
         diffs.append("positions.native_id present in one only")
-    elif "native_id" in pa_ and not _same(pa_["native_id"][order_a], pb["native_id"][order_b]):
+    elif a.n_positions and "native_id" in pa_ and not _same(pa_["native_id"][order_a], pb["native_id"][order_b]):
         diffs.append("positions.native_id differ")
     inv_a = np.empty_like(order_a)
     inv_a[order_a] = np.arange(len(order_a))
@@ -422,8 +493,8 @@ def compare_tables(a: TrackTables, b: TrackTables, *, check_ids: bool = True,
                 if not _same(a.track_col(col), b.track_col(col)):
                     diffs.append(f"tracks.{col} differ")
     ignore = set(ignore_meta)
-    ma = [m for m in a.metadata if m.key not in ignore]
-    mb = [m for m in b.metadata if m.key not in ignore]
+    ma = [m for m in a.metadata if m.key not in ignore and len(m)]  # empty blocks are not stored
+    mb = [m for m in b.metadata if m.key not in ignore and len(m)]
     if [(m.scope, m.key) for m in ma] != [(m.scope, m.key) for m in mb]:
         ka = {(m.scope, m.key) for m in ma}
         kb = {(m.scope, m.key) for m in mb}

@@ -362,7 +362,7 @@ class _DuckDBBulk:
             pos[name] = _filled(col, fill).astype(dtype)
         t.positions = pos
         tr = self.raw.execute("SELECT name, identity, lineage_id, visible, native_id FROM tracks "
-                              "WHERE session_id = ? ORDER BY track_id", [sid]).fetch_arrow_table()
+                              "WHERE session_id = ? ORDER BY track_id", [sid]).to_arrow_table()
         t.tracks = {}
         if tr.num_rows:
             t.tracks = {
@@ -378,7 +378,7 @@ class _DuckDBBulk:
         md = self.raw.execute(
             "SELECT scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json FROM metadata "
             "WHERE session_id = ? AND scope <> 'tag' ORDER BY seq, owner_id NULLS FIRST", [sid]
-        ).fetch_arrow_table()
+        ).to_arrow_table()
         t.metadata = blocks_from_arrow(md)
         return t
 

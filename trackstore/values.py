@@ -201,6 +201,6 @@ def encode_column(values) -> dict[str, Any]:
         return {"vtype": "str", "v_str": a.astype(object)}
     cols: dict[str, list] = {k: [None] * n for k in ("vtype", "v_int", "v_float", "v_bool", "v_str", "v_json")}
     for i, v in enumerate(a.tolist() if a.dtype.kind != "O" else a):
-        t = encode(v)
-        cols["vtype"][i], cols["v_int"][i], cols["v_float"][i], cols["v_bool"][i], cols["v_str"][i], cols["v_json"][i] = t
+        for name, x in zip(("vtype", "v_int", "v_float", "v_bool", "v_str", "v_json"), encode(v)):
+            cols[name][i] = x
     return cols

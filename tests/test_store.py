@@ -1,0 +1,135 @@
+"""The store keeps every session exactly: positions bit-exact, links, tracks, typed metadata."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import examples
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trackstore import values
+from trackstore.errors import SessionNotFoundError
+from trackstore.model import MetaBlock, SessionInfo, TrackTables, compare_tables
+
+
+def _roundtrip(store, tables, content_hash="h"):
+    with store.transaction() as c:
+        sid = store.write_session(c, tables, content_hash=content_hash)
+    return sid, store.read_session(sid)
+
+
+@pytest.mark.parametrize("name", sorted(examples.ALL))
+def test_store_roundtrip_examples(store, name):
+    t = examples.ALL[name]()
+    _, back = _roundtrip(store, t, name)
+    assert compare_tables(t, back) == []
+
+
+def test_store_link_geometry_is_stored(store):
+    t = examples.gap()
+    sid, _ = _roundtrip(store, t)
+    with store.connect() as c:
+        rows = c.exec_driver_sql(
+            "SELECT source_id, target_id, frame_gap, time_gap, dx, dy FROM links WHERE session_id = ? ORDER BY link_id",
+            (sid,)).fetchall()
+    x, y, f = t.positions["x"], t.positions["y"], t.positions["frame"]
+    expected = [(s, d, int(f[d] - f[s]), float(f[d] - f[s]), x[d] - x[s], y[d] - y[s])
+                for s, d in zip(t.links["source_id"].tolist(), t.links["target_id"].tolist())]
+    assert rows == expected
+
+
+def test_store_metadata_types_survive(store):
+    t = examples.linear()
+    vals = [28, 28.0, np.float64(0.5), np.int64(7), np.bool_(True), True, "µm", None, float("nan"), -0.0,
+            [1, 2.5, "a", None], (1, 2), {"b": 1, "a": [np.arange(3)]}, np.array([[1.5, np.nan]]),
+            np.array(["x", "y"], dtype=object), {1: "int key"}, 2**70, b"\x00\x01"]
+    for i, v in enumerate(vals):
+        t.add_meta("session", f"k{i}", v)
+    t.add_meta("position", "intensity", np.array([1.0, np.nan, -0.0, 4.0]), owners=[3, 1, 0, 2])
+    t.add_meta("position", "count", np.array([1, 2, 3, 4], np.int64), owners=[0, 1, 2, 3])
+    t.add_meta("track", "label", np.array(["a"], dtype=object), owners=[0])
+    _, back = _roundtrip(store, t)
+    assert compare_tables(t, back) == []
+    got = back.session_meta()
+    assert list(got) == [f"k{i}" for i in range(len(vals))]
+    assert type(got["k0"]) is int and type(got["k1"]) is float and type(got["k2"]) is np.float64
+    assert math.isnan(got["k8"]) and math.copysign(1, got["k9"]) == -1
+
+
+def test_store_failed_write_leaves_no_trace(store):
+    t = examples.linear()
+    with pytest.raises(RuntimeError):
+        with store.transaction() as c:
+            store.write_session(c, t, content_hash="x")
+            raise RuntimeError("interrupted")
+    assert store.list_sessions() == []
+    with store.connect() as c:
+        for table in ("positions", "links", "metadata", "frames", "tracks"):
+            assert c.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() == 0
+
+
+def test_store_resolve_session_by_id_and_name(store):
+    a, _ = _roundtrip(store, examples.linear(), "a")
+    b, _ = _roundtrip(store, examples.gap(), "b")
+    assert store.resolve_session(str(b)) == b
+    assert store.resolve_session("linear") == a
+    with pytest.raises(SessionNotFoundError, match="no session 'nope'"):
+        store.resolve_session("nope")
+    _roundtrip(store, examples.linear(), "c")
+    with pytest.raises(SessionNotFoundError, match="2 sessions are named 'linear'"):
+        store.resolve_session("linear")
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
+_hashes = itertools.count()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_store_property_positions_and_ids_survive(store, data):
+    n = data.draw(st.integers(0, 30))
+    frames = np.array(data.draw(st.lists(st.integers(-1000, 10**6), min_size=n, max_size=n)), np.int64)
+    xs = np.array(data.draw(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=n,
+                                     max_size=n)), np.float64)
+    zs = np.array(data.draw(st.lists(floats, min_size=n, max_size=n)), np.float64)
+    native = np.array(data.draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=n, max_size=n)), np.int64)
+    t = TrackTables.from_columns(frame=frames, x=xs, y=xs[::-1].copy(), z=np.where(np.isnan(zs), np.nan, zs),
+                                 native_id=native, session=SessionInfo(name="p"))
+    # links go forward in time between distinct frames
+    order = np.argsort(frames, kind="stable")
+    fwd = [(int(a), int(b)) for a, b in zip(order[:-1], order[1:]) if frames[a] < frames[b]]
+    t.links = {"source_id": np.array([a for a, _ in fwd], np.int64),
+               "target_id": np.array([b for _, b in fwd], np.int64)}
+    t.add_meta("position", "v", np.array(data.draw(st.lists(floats, min_size=n, max_size=n)), np.float64),
+               owners=np.arange(n))
+    with store.transaction() as c:
+        sid = store.write_session(c, t, content_hash=f"p{next(_hashes)}")
+    back = store.read_session(sid)
+    assert compare_tables(t, back) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | floats | st.text(),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4)
+    | st.tuples(c, c), max_leaves=12))
+def test_values_property_any_value_roundtrips(v):
+    from trackstore.model import _same_value
+
+    assert _same_value(values.decode(*values.encode(v)), v)
+    assert _same_value(values.from_json_text(values.to_json_text(v)), v)
+
+
+def test_values_refuse_arbitrary_objects():
+    with pytest.raises(TypeError, match="cannot store"):
+        values.encode(object())
+
+
+def test_metablock_lengths_must_match():
+    with pytest.raises(ValueError, match="differ in length"):
+        MetaBlock("position", "k", np.zeros(3), owners=[1, 2])
