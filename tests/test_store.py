@@ -23,26 +23,29 @@ def _roundtrip(store, tables, content_hash="h"):
 
 
 @pytest.mark.parametrize("name", sorted(examples.ALL))
-def test_store_roundtrip_examples(store, name):
+def test_store_roundtrip_examples(any_store, name):
     t = examples.ALL[name]()
-    _, back = _roundtrip(store, t, name)
+    _, back = _roundtrip(any_store, t, name)
     assert compare_tables(t, back) == []
 
 
-def test_store_link_geometry_is_stored(store):
+def test_store_link_geometry_is_stored(any_store):
+    import sqlalchemy as sa
+
     t = examples.gap()
-    sid, _ = _roundtrip(store, t)
-    with store.connect() as c:
-        rows = c.exec_driver_sql(
-            "SELECT source_id, target_id, frame_gap, time_gap, dx, dy FROM links WHERE session_id = ? ORDER BY link_id",
-            (sid,)).fetchall()
+    sid, _ = _roundtrip(any_store, t)
+    with any_store.connect() as c:
+        rows = [tuple(r) for r in c.execute(sa.text(
+            "SELECT source_id, target_id, frame_gap, time_gap, dx, dy FROM links WHERE session_id = :s "
+            "ORDER BY link_id"), {"s": sid})]
     x, y, f = t.positions["x"], t.positions["y"], t.positions["frame"]
     expected = [(s, d, int(f[d] - f[s]), float(f[d] - f[s]), x[d] - x[s], y[d] - y[s])
                 for s, d in zip(t.links["source_id"].tolist(), t.links["target_id"].tolist())]
     assert rows == expected
 
 
-def test_store_metadata_types_survive(store):
+def test_store_metadata_types_survive(any_store):
+    store = any_store
     t = examples.linear()
     vals = [28, 28.0, np.float64(0.5), np.int64(7), np.bool_(True), True, "µm", None, float("nan"), -0.0,
             [1, 2.5, "a", None], (1, 2), {"b": 1, "a": [np.arange(3)]}, np.array([[1.5, np.nan]]),
@@ -60,7 +63,8 @@ def test_store_metadata_types_survive(store):
     assert math.isnan(got["k8"]) and math.copysign(1, got["k9"]) == -1
 
 
-def test_store_failed_write_leaves_no_trace(store):
+def test_store_failed_write_leaves_no_trace(any_store):
+    store = any_store
     t = examples.linear()
     with pytest.raises(RuntimeError):
         with store.transaction() as c:

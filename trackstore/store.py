@@ -220,7 +220,8 @@ class Store:
         with self._maybe(conn) as c:
             sid = self.resolve_session(session_ref, c)
             with db.wrap_db_errors(f"reading session {sid}"):
-                return _bulk_for(c).read(sid)
+                row = c.execute(sa.select(schema.sessions).where(schema.sessions.c.session_id == sid)).mappings().one()
+                return _bulk_for(c).read(sid, dict(row))
 
 
 def _opt_float(v):
@@ -234,14 +235,101 @@ def _opt_int(v):
 def _bulk_for(conn: sa.Connection):
     if conn.dialect.name == "duckdb":
         return _DuckDBBulk(conn)
+    if conn.dialect.name == "postgresql":
+        return _PostgresBulk(conn)
     raise StoreError(f"bulk loading is not implemented for {conn.dialect.name}")
 
 
-class _DuckDBBulk:
+_ORIGIN_CASE = "CASE origin " + " ".join(f"WHEN '{o}' THEN {i}" for i, o in enumerate(ORIGINS)) + " ELSE 0 END"
+
+# What read() selects, with the Arrow type of each column (PostgreSQL's CSV path needs them).
+_READ = {
+    "frames": ("SELECT frame, time FROM frames WHERE session_id = {sid} ORDER BY frame",
+               {"frame": pa.int64(), "time": pa.float64()}),
+    "positions": (f"SELECT frame, x, y, z, track_id, {_ORIGIN_CASE} AS origin, native_id, quality, radius "
+                  "FROM positions WHERE session_id = {sid} ORDER BY position_id",
+                  {"frame": pa.int64(), "x": pa.float64(), "y": pa.float64(), "z": pa.float64(),
+                   "track_id": pa.int64(), "origin": pa.int8(), "native_id": pa.int64(), "quality": pa.float64(),
+                   "radius": pa.float64()}),
+    "tracks": ("SELECT name, identity, lineage_id, visible, native_id FROM tracks WHERE session_id = {sid} "
+               "ORDER BY track_id",
+               {"name": pa.string(), "identity": pa.int64(), "lineage_id": pa.int64(), "visible": pa.bool_(),
+                "native_id": pa.int64()}),
+    "links": ("SELECT source_id, target_id FROM links WHERE session_id = {sid} ORDER BY link_id",
+              {"source_id": pa.int64(), "target_id": pa.int64()}),
+    "metadata": ("SELECT scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json FROM metadata "
+                 "WHERE session_id = {sid} AND scope <> 'tag' ORDER BY seq, owner_id NULLS FIRST",
+                 {"scope": pa.string(), "owner_id": pa.int64(), "key": pa.string(), "seq": pa.int32(),
+                  "vtype": pa.string(), "v_int": pa.int64(), "v_float": pa.float64(), "v_bool": pa.bool_(),
+                  "v_str": pa.string(), "v_json": pa.string()}),
+}
+
+
+class _Bulk:
+    """Shared read path: each table comes back as one Arrow table, then numpy columns."""
+
+    def arrow(self, sql: str, types: dict[str, pa.DataType]) -> pa.Table:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _table(self, name: str, sid: int) -> pa.Table:
+        sql, types = _READ[name]
+        return self.arrow(sql.format(sid=int(sid)), types)  # sid is an int we own: no injection
+
+    def read(self, sid: int, info_row: dict) -> TrackTables:
+        r = info_row
+        info = SessionInfo(
+            name=r["name"], source_format=r["source_format"], format_version=r["format_version"],
+            source_path=r["source_path"], space_unit=r["space_unit"], time_unit=r["time_unit"],
+            pixel_size=(r["pixel_size_x"], r["pixel_size_y"], r["pixel_size_z"]),
+            physical_unit=r["physical_unit"], frame_interval=r["frame_interval"],
+            image_size=(r["width"], r["height"], r["depth"]),
+        )
+        t = TrackTables(session=info)
+        fr = self._table("frames", sid)
+        t.frames = {"frame": _np(fr["frame"], 0, np.int64), "time": _np(fr["time"], np.nan, np.float64)}
+        p = self._table("positions", sid)
+        pos: dict[str, np.ndarray] = {"frame": _np(p["frame"], 0, np.int64), "x": _np(p["x"], np.nan, np.float64),
+                                      "y": _np(p["y"], np.nan, np.float64)}
+        for name, fill, dtype in (("z", np.nan, np.float64), ("track_id", -1, np.int64), ("origin", 0, np.int8),
+                                  ("native_id", -1, np.int64), ("quality", np.nan, np.float64),
+                                  ("radius", np.nan, np.float64)):
+            col = p[name]
+            if len(col) == 0 or col.null_count == len(col):
+                continue
+            pos[name] = _np(col, fill, dtype)
+        t.positions = pos
+        tr = self._table("tracks", sid)
+        t.tracks = {}
+        if tr.num_rows:
+            t.tracks = {
+                "name": _obj(tr["name"].to_pylist()),
+                "identity": _obj(tr["identity"].to_pylist()),
+                "lineage_id": _np(tr["lineage_id"], -1, np.int64),
+                "visible": np.array(tr["visible"].to_pylist(), dtype=bool),
+                "native_id": _obj(tr["native_id"].to_pylist()),
+            }
+        lk = self._table("links", sid)
+        t.links = {"source_id": _np(lk["source_id"], 0, np.int64), "target_id": _np(lk["target_id"], 0, np.int64)}
+        t.metadata = blocks_from_arrow(self._table("metadata", sid))
+        return t
+
+
+def _np(col, fill, dtype) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    if col.null_count:
+        col = pc.fill_null(col, fill)
+    return np.asarray(col.to_numpy(), dtype=dtype) if len(col) else np.empty(0, dtype)
+
+
+class _DuckDBBulk(_Bulk):
     """Bulk paths for DuckDB: register numpy dicts / Arrow tables, one INSERT … SELECT each."""
 
     def __init__(self, conn: sa.Connection):
         self.raw = conn.connection.driver_connection
+
+    def arrow(self, sql: str, types: dict[str, pa.DataType]) -> pa.Table:
+        return self.raw.execute(sql).to_arrow_table()
 
     def _insert(self, table: str, src: Any, select: str, params: list | None = None) -> None:
         name = f"_ts_src_{table}"
@@ -254,11 +342,7 @@ class _DuckDBBulk:
     def insert_frames(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
         if not len(frames):
             return
-        time_ = t.frames.get("time")
-        if time_ is None:
-            fi = t.session.frame_interval
-            time_ = frames * fi if fi else np.full(len(frames), np.nan)
-        self._insert("frames", {"frame": frames.astype(np.int64), "time": np.asarray(time_, np.float64)},
+        self._insert("frames", {"frame": frames.astype(np.int64), "time": _frame_times(t, frames)},
                      "?, frame, time", [sid])
 
     def insert_positions(self, sid: int, t: TrackTables) -> None:
@@ -283,104 +367,167 @@ class _DuckDBBulk:
         self._insert("positions", src, ", ".join(cols), [sid])
 
     def insert_tracks(self, sid: int, t: TrackTables) -> None:
-        n = t.n_tracks
-        if not n:
-            return
-        tbl = pa.table({
-            "track_id": pa.array(np.arange(n, dtype=np.int32)),
-            "name": pa.array([None if v is None else str(v) for v in t.track_col("name")], pa.string()),
-            "identity": pa.array(list(t.track_col("identity")), pa.int64()),
-            "lineage_id": pa.array(t.track_col("lineage_id").astype(np.int64), pa.int64(),
-                                   mask=t.track_col("lineage_id") < 0),
-            "visible": pa.array(t.track_col("visible").astype(bool)),
-            "native_id": pa.array(list(t.track_col("native_id")), pa.int64()),
-        })
-        self._insert("tracks", tbl, "?, track_id, name, identity, lineage_id, visible, native_id", [sid])
+        if t.n_tracks:
+            self._insert("tracks", _tracks_arrow(t), "?, track_id, name, identity, lineage_id, visible, native_id",
+                         [sid])
 
     def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
+        if t.n_links:
+            self._insert("links", _link_columns(t, frames),
+                         "?, link_id, source_id, target_id, frame_gap, time_gap, dx, dy, dz", [sid])
+
+    def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
+        if blocks:
+            self._insert("metadata", metadata_arrow(blocks),
+                         "?, scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json", [sid])
+
+
+class _PostgresBulk(_Bulk):
+    """Bulk paths for PostgreSQL: binary COPY built with numpy; Arrow CSV for text-heavy tables."""
+
+    def __init__(self, conn: sa.Connection):
+        self.raw = conn.connection.driver_connection  # a psycopg connection, inside our transaction
+
+    def arrow(self, sql: str, types: dict[str, pa.DataType]) -> pa.Table:
+        import io
+
+        import pyarrow.csv as pcsv
+
+        buf = io.BytesIO()
+        with self.raw.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)") as cp:
+            for chunk in cp:
+                buf.write(chunk)
+        buf.seek(0)
+        opts = pcsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                                   quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"])
+        return pcsv.read_csv(buf, read_options=pcsv.ReadOptions(block_size=1 << 26), convert_options=opts)
+
+    def _copy(self, table: str, names: list[str], columns: list) -> None:
+        from . import _pgcopy
+
+        data = _pgcopy.payload(columns)
+        with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as cp:
+            view = memoryview(data)
+            for i in range(0, len(data), 1 << 24):
+                cp.write(view[i:i + (1 << 24)])
+
+    def insert_frames(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
+        from ._pgcopy import Column
+
+        if not len(frames):
+            return
+        n = len(frames)
+        time_ = _frame_times(t, frames)
+        self._copy("frames", ["session_id", "frame", "time"], [
+            Column(np.full(n, sid, np.int32), "int4"), Column(frames.astype(np.int32), "int4"),
+            Column(time_, "float8", np.isnan(time_))])
+
+    def insert_positions(self, sid: int, t: TrackTables) -> None:
+        from ._pgcopy import Column
+
+        n = t.n_positions
+        if not n:
+            return
+        z, q, r = t.pos("z"), t.pos("quality"), t.pos("radius")
+        tid = t.pos("track_id")
+        x, y = t.positions["x"], t.positions["y"]
+        cols = [Column(np.full(n, sid, np.int32), "int4"), Column(np.arange(n, dtype=np.int64), "int8"),
+                Column(t.positions["frame"].astype(np.int32), "int4"),
+                Column(x, "float8", np.isnan(x)), Column(y, "float8", np.isnan(y)), Column(z, "float8", np.isnan(z)),
+                Column(tid.astype(np.int32), "int4", tid < 0),
+                Column(t.pos("origin").astype(np.int64), "text", None, ORIGINS)]
+        names = ["session_id", "position_id", "frame", "x", "y", "z", "track_id", "origin"]
+        if "native_id" in t.positions:
+            cols.append(Column(t.positions["native_id"], "int8"))
+            names.append("native_id")
+        cols += [Column(q, "float8", np.isnan(q)), Column(r, "float8", np.isnan(r))]
+        names += ["quality", "radius"]
+        self._copy("positions", names, cols)
+
+    def insert_tracks(self, sid: int, t: TrackTables) -> None:
+        if not t.n_tracks:
+            return
+        tbl = _tracks_arrow(t)
+        with self.raw.cursor() as cur, cur.copy(
+                "COPY tracks (session_id, track_id, name, identity, lineage_id, visible, native_id) FROM STDIN") as cp:
+            for row in zip(*[tbl[c].to_pylist() for c in tbl.column_names]):
+                cp.write_row((sid, *row))  # tracks are few (one per animal/tracklet)
+
+    def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
+        from ._pgcopy import Column
+
         if not t.n_links:
             return
-        s, d = t.links["source_id"], t.links["target_id"]
-        f = t.positions["frame"]
-        fs, fd = f[s], f[d]
-        src = {
-            "link_id": np.arange(t.n_links, dtype=np.int64), "source_id": s, "target_id": d,
-            "frame_gap": (fd - fs).astype(np.int64),
-            "dx": t.positions["x"][d] - t.positions["x"][s],
-            "dy": t.positions["y"][d] - t.positions["y"][s],
-            "dz": t.pos("z")[d] - t.pos("z")[s],
-        }
-        time_ = t.frames.get("time")
-        if time_ is not None and len(frames):
-            order = np.argsort(frames, kind="stable")
-            fr, tm = frames[order], np.asarray(time_, np.float64)[order]
-            src["time_gap"] = tm[np.searchsorted(fr, fd)] - tm[np.searchsorted(fr, fs)]
-        elif t.session.frame_interval:
-            src["time_gap"] = src["frame_gap"] * float(t.session.frame_interval)
-        else:
-            src["time_gap"] = np.full(t.n_links, np.nan)
-        self._insert("links", src, "?, link_id, source_id, target_id, frame_gap, time_gap, dx, dy, dz", [sid])
+        c = _link_columns(t, frames)
+        n = t.n_links
+        self._copy("links", ["session_id", "link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy",
+                             "dz"], [
+            Column(np.full(n, sid, np.int32), "int4"), Column(c["link_id"], "int8"), Column(c["source_id"], "int8"),
+            Column(c["target_id"], "int8"), Column(c["frame_gap"].astype(np.int32), "int4")]
+            + [Column(c[k], "float8", np.isnan(c[k])) for k in ("time_gap", "dx", "dy", "dz")])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if not blocks:
             return
-        self._insert("metadata", metadata_arrow(blocks),
-                     "?, scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json", [sid])
+        import io
 
-    # -------------------------------------------------------------- read
-    def _np(self, sql: str, sid: int) -> dict[str, np.ndarray]:
-        return self.raw.execute(sql, [sid]).fetchnumpy()
+        import pyarrow.compute as pc
+        import pyarrow.csv as pcsv
 
-    def read(self, sid: int) -> TrackTables:
-        row = self.raw.execute("SELECT * FROM sessions WHERE session_id = ?", [sid]).fetchone()
-        names = [d[0] for d in self.raw.description]
-        r = dict(zip(names, row))
-        info = SessionInfo(
-            name=r["name"], source_format=r["source_format"], format_version=r["format_version"],
-            source_path=r["source_path"], space_unit=r["space_unit"], time_unit=r["time_unit"],
-            pixel_size=(r["pixel_size_x"], r["pixel_size_y"], r["pixel_size_z"]),
-            physical_unit=r["physical_unit"], frame_interval=r["frame_interval"],
-            image_size=(r["width"], r["height"], r["depth"]),
-        )
-        t = TrackTables(session=info)
-        fr = self._np("SELECT frame, time FROM frames WHERE session_id = ? ORDER BY frame", sid)
-        t.frames = {"frame": _filled(fr["frame"], 0).astype(np.int64), "time": _filled(fr["time"], np.nan)}
-        p = self._np(
-            f"SELECT frame, x, y, z, track_id, list_position({_ORIGIN_LIST_SQL}, origin) - 1 AS origin, "
-            "native_id, quality, radius FROM positions WHERE session_id = ? ORDER BY position_id", sid)
-        pos: dict[str, np.ndarray] = {"frame": _filled(p["frame"], 0).astype(np.int64),
-                                      "x": _filled(p["x"], np.nan).astype(np.float64),
-                                      "y": _filled(p["y"], np.nan).astype(np.float64)}
-        for name, fill, dtype in (("z", np.nan, np.float64), ("track_id", -1, np.int64), ("origin", 0, np.int8),
-                                  ("native_id", -1, np.int64), ("quality", np.nan, np.float64),
-                                  ("radius", np.nan, np.float64)):
-            col = p[name]
-            if np.ma.isMaskedArray(col) and col.mask.all() and len(col):
-                continue
-            if len(col) == 0:
-                continue
-            pos[name] = _filled(col, fill).astype(dtype)
-        t.positions = pos
-        tr = self.raw.execute("SELECT name, identity, lineage_id, visible, native_id FROM tracks "
-                              "WHERE session_id = ? ORDER BY track_id", [sid]).to_arrow_table()
-        t.tracks = {}
-        if tr.num_rows:
-            t.tracks = {
-                "name": _obj(tr["name"].to_pylist()),
-                "identity": _obj(tr["identity"].to_pylist()),
-                "lineage_id": np.array([-1 if v is None else v for v in tr["lineage_id"].to_pylist()], np.int64),
-                "visible": np.array(tr["visible"].to_pylist(), dtype=bool),
-                "native_id": _obj(tr["native_id"].to_pylist()),
-            }
-        lk = self._np("SELECT source_id, target_id FROM links WHERE session_id = ? ORDER BY link_id", sid)
-        t.links = {"source_id": _filled(lk["source_id"], 0).astype(np.int64),
-                   "target_id": _filled(lk["target_id"], 0).astype(np.int64)}
-        md = self.raw.execute(
-            "SELECT scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json FROM metadata "
-            "WHERE session_id = ? AND scope <> 'tag' ORDER BY seq, owner_id NULLS FIRST", [sid]
-        ).to_arrow_table()
-        t.metadata = blocks_from_arrow(md)
-        return t
+        tbl = metadata_arrow(blocks)
+        # CSV cannot tell a NaN from NULL unless NaN is spelled out: PostgreSQL reads "NaN"
+        vf = tbl["v_float"]
+        tbl = tbl.set_column(tbl.schema.get_field_index("v_float"), "v_float", pc.cast(vf, pa.string()))
+        buf = io.BytesIO()
+        pcsv.write_csv(tbl, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+        cols = ", ".join(tbl.column_names)
+        with self.raw.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS _ts_meta (LIKE metadata) ON COMMIT DROP")
+            cur.execute("ALTER TABLE _ts_meta ALTER COLUMN session_id DROP NOT NULL")
+            with cur.copy(f"COPY _ts_meta ({cols}) FROM STDIN (FORMAT csv)") as cp:
+                cp.write(buf.getvalue())
+            cur.execute(f"INSERT INTO metadata (session_id, {cols}) SELECT %s, {cols} FROM _ts_meta", (sid,))
+            cur.execute("TRUNCATE _ts_meta")
+
+
+def _frame_times(t: TrackTables, frames: np.ndarray) -> np.ndarray:
+    time_ = t.frames.get("time")
+    if time_ is not None:
+        return np.asarray(time_, np.float64)
+    fi = t.session.frame_interval
+    return frames * float(fi) if fi else np.full(len(frames), np.nan)
+
+
+def _tracks_arrow(t: TrackTables) -> pa.Table:
+    n = t.n_tracks
+    lin = t.track_col("lineage_id").astype(np.int64)
+    return pa.table({
+        "track_id": pa.array(np.arange(n, dtype=np.int32)),
+        "name": pa.array([None if v is None else str(v) for v in t.track_col("name")], pa.string()),
+        "identity": pa.array([None if v is None else int(v) for v in t.track_col("identity")], pa.int64()),
+        "lineage_id": pa.array(lin, pa.int64(), mask=lin < 0),
+        "visible": pa.array(t.track_col("visible").astype(bool)),
+        "native_id": pa.array([None if v is None else int(v) for v in t.track_col("native_id")], pa.int64()),
+    })
+
+
+def _link_columns(t: TrackTables, frames: np.ndarray) -> dict[str, np.ndarray]:
+    s, d = t.links["source_id"], t.links["target_id"]
+    f = t.positions["frame"]
+    fs, fd = f[s], f[d]
+    x, y, z = t.positions["x"], t.positions["y"], t.pos("z")
+    out = {"link_id": np.arange(t.n_links, dtype=np.int64), "source_id": s, "target_id": d,
+           "frame_gap": (fd - fs).astype(np.int64), "dx": x[d] - x[s], "dy": y[d] - y[s], "dz": z[d] - z[s]}
+    time_ = t.frames.get("time")
+    if time_ is not None and len(frames):
+        order = np.argsort(frames, kind="stable")
+        fr, tm = frames[order], np.asarray(time_, np.float64)[order]
+        out["time_gap"] = tm[np.searchsorted(fr, fd)] - tm[np.searchsorted(fr, fs)]
+    elif t.session.frame_interval:
+        out["time_gap"] = out["frame_gap"] * float(t.session.frame_interval)
+    else:
+        out["time_gap"] = np.full(t.n_links, np.nan)
+    return {k: out[k] for k in ("link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy", "dz")}
 
 
 def _filled(col, fill):

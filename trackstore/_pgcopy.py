@@ -1,0 +1,95 @@
+"""PostgreSQL ``COPY … FROM STDIN (FORMAT BINARY)`` payloads built with numpy, not row by row.
+
+The binary COPY format is a header, then per row: int16 field count, and per field an int32
+byte length (-1 for NULL) followed by the big-endian value, then an int16 -1 trailer. Every
+column we load is fixed width (ints, floats, booleans, a few short category strings), so all
+rows sharing one NULL pattern (and one category value) have the same layout: we build each such
+group as one numpy structured array and emit its bytes. COPY accepts rows in any order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+_KINDS = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float8": ">f8", "bool": "?"}
+
+
+@dataclass
+class Column:
+    """One column: ``values`` (numpy), its PostgreSQL ``kind``, and an optional NULL mask.
+
+    For ``kind == "text"`` the values are small int codes into ``categories`` (a short list of
+    strings, e.g. position origins).
+    """
+
+    values: np.ndarray
+    kind: str
+    null: np.ndarray | None = None
+    categories: tuple[str, ...] = ()
+
+
+def payload(columns: list[Column]) -> bytes:
+    """The whole binary COPY stream for these columns (all the same length)."""
+    n = len(columns[0].values) if columns else 0
+    ncol = len(columns)
+    # one group key per row: NULL bits, then category codes
+    key = np.zeros(n, dtype=np.int64)
+    shift = 0
+    for c in columns:
+        if c.null is not None:
+            key |= c.null.astype(np.int64) << shift
+        shift += 1
+    for c in columns:
+        if c.kind == "text":
+            width = max(1, int(len(c.categories) - 1).bit_length())
+            key |= c.values.astype(np.int64) << shift
+            shift += width
+    if shift > 62:
+        raise ValueError("too many nullable/text columns for one COPY group key")
+    parts = [HEADER]
+    order = np.argsort(key, kind="stable")
+    keys_sorted = key[order]
+    bounds = np.flatnonzero(np.diff(keys_sorted)) + 1
+    starts = np.concatenate([[0], bounds]).astype(np.int64)
+    ends = np.concatenate([bounds, [n]]).astype(np.int64)
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        if a == b:
+            continue
+        idx = order[a:b]
+        first = idx[0]
+        fields = [("n", ">i2")]
+        fill = []
+        for i, c in enumerate(columns):
+            is_null = c.null is not None and bool(c.null[first])
+            if is_null:
+                fields.append((f"l{i}", ">i4"))
+                fill.append((i, -1, None))
+                continue
+            if c.kind == "text":
+                text = c.categories[int(c.values[first])].encode()
+                fields.append((f"l{i}", ">i4"))
+                if text:
+                    fields.append((f"v{i}", f"S{len(text)}"))
+                fill.append((i, len(text), text or None))
+            else:
+                dt = np.dtype(_KINDS[c.kind])
+                fields += [(f"l{i}", ">i4"), (f"v{i}", dt)]
+                fill.append((i, dt.itemsize, "values"))
+        rec = np.empty(len(idx), dtype=np.dtype(fields))
+        rec["n"] = ncol
+        for i, length, what in fill:
+            rec[f"l{i}"] = length
+            if what is None:
+                continue
+            if isinstance(what, str):  # "values"
+                rec[f"v{i}"] = columns[i].values[idx]
+            else:
+                rec[f"v{i}"] = what
+        parts.append(rec.tobytes())
+    parts.append(TRAILER)
+    return b"".join(parts)
