@@ -309,7 +309,7 @@ def list_queries_cmd():
             typer.echo("    params: " + ", ".join(f"{p.name} {p.type}{' (optional)' if p.optional else ''}"
                                                for p in q.params))
         if q.returns:
-            typer.echo(f"    returns: {q.returns}")
+            typer.echo(f"    returns: {', '.join(q.returns) if not isinstance(q.returns, str) else q.returns}")
 
 
 def _render(cols: list[str], rows: list, output: str, out: Path | None = None) -> None:
@@ -371,9 +371,11 @@ def _numeric(s: str) -> bool:
 @app.command()
 @handle_errors
 def export(
-    session: Annotated[str, typer.Argument(help="Session id or name (see `trackstore sessions`).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="Target format (see `trackstore formats`).")],
-    out: Annotated[Path, typer.Option("--out", help="Target file or folder.")],
+    session: Annotated[list[str] | None, typer.Argument(
+        help="Session id(s) or name(s) (see `trackstore sessions`); with --format parquet, omit for all.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Target format (see `trackstore formats`), or parquet "
+                                     "for a partitioned dataset of the store's tables.")] = ...,
+    out: Annotated[Path, typer.Option("--out", help="Target file or folder.")] = ...,
     db: DbOption = None,
     gaps: Annotated[str, typer.Option(help="with: as stored; without: fill every gap by linear interpolation.")]
     = "with",
@@ -383,23 +385,61 @@ def export(
     option: Annotated[list[str] | None, typer.Option("--option", "-o",
                                                      help="Writer option key=value (repeatable).")] = None,
 ):
-    """Write one stored session as files of any supported format.
+    """Write a stored session as files of any supported format, or the store as a Parquet lake.
+
+    --format parquet writes sessions/, positions/session_id=N/, ... readable by DuckDB, Polars,
+    Spark and Trino; `trackstore ingest DIR` reads it back.
 
     Example: trackstore export 3 --format idtrackerai --out restored/session_3
     """
     from .export import write_tables
     from .model import fill_gaps
 
+    if fmt == "parquet":
+        from .transfer import export_lake
+
+        with _open(db, read_only=True) as store:
+            files = export_lake(store, out, session or None, overwrite=overwrite)
+        typer.echo(f"wrote {len(files)} files to {out}")
+        return
+    if not session or len(session) != 1:
+        raise typer.BadParameter("give exactly one SESSION (several only with --format parquet)")
     if gaps not in ("with", "without"):
         raise typer.BadParameter("--gaps must be with or without")
     with _open(db, read_only=True) as store:
-        tables = store.read_session(session)
+        tables = store.read_session(session[0])
     if gaps == "without":
         tables = fill_gaps(tables, max_gap=max_gap)
     paths, lost = write_tables(tables, fmt, out, overwrite=overwrite, **_typed_options(option))
     for w in lost:
         _err(f"warning: {w}")
     typer.echo(f"wrote {len(paths)} file{'s' if len(paths) != 1 else ''} to {out}")
+
+
+@app.command()
+@handle_errors
+def copy(
+    src: Annotated[str, typer.Option("--from", help="Source store (file path or URL).")],
+    dst: Annotated[str, typer.Option("--to", help="Destination store (file path or URL).")],
+    session: Annotated[list[str] | None, typer.Option("--session", "-s",
+                                                      help="Session id or name to copy (repeatable); default all.")]
+    = None,
+):
+    """Copy sessions between stores (DuckDB file <-> PostgreSQL server), losslessly.
+
+    Content already in the destination is skipped, so copying again only adds what is new.
+
+    Example: trackstore copy --from lab.duckdb --to postgresql+psycopg://server/tracks
+    """
+    from .store import Store
+    from .transfer import copy_sessions
+
+    with Store(src, read_only=True, on_wait=_err) as a, Store(dst, on_wait=_err) as b:
+        results = copy_sessions(a, b, session or None)
+    for sid, new, status in results:
+        typer.echo(f"{status:8s} #{sid}" + (f" -> #{new}" if new is not None else " (already there)"))
+    typer.echo(f"{sum(s == 'copied' for _, _, s in results)} copied, {sum(s == 'skipped' for _, _, s in results)} "
+               "skipped")
 
 
 @app.command()

@@ -78,7 +78,9 @@ def make_engine(url: str, *, read_only: bool = False, lock_timeout: float | None
     """
     timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
     if not is_duckdb(url):
-        return sa.create_engine(url, poolclass=NullPool)
+        # a server enforces read-only itself: every transaction of this engine is READ ONLY
+        args = {"options": "-c default_transaction_read_only=on"} if read_only and url.startswith("postgresql") else {}
+        return sa.create_engine(url, poolclass=NullPool, connect_args=args)
     connect_args = {"read_only": True} if read_only else {}
     engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
 

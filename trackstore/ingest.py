@@ -130,11 +130,22 @@ def ingest(store: Store, paths: Iterable[str | os.PathLike], *, fmt: str = "auto
         >>> with Store("tracks.duckdb") as s:  # doctest: +SKIP
         ...     ingest(s, ["experiments/"], tags={"group": "control"})
     """
-    units = formats.discover(paths, fmt)
+    from . import transfer
+
+    paths = [str(p) for p in paths]
+    lakes = [Path(p) for p in paths if transfer.is_lake(Path(p))]
+    units = formats.discover([p for p in paths if not transfer.is_lake(Path(p))], fmt) if len(lakes) < len(paths) \
+        else []
+    reports: list[IngestReport] = []
+    for lake in lakes:
+        t0 = time.perf_counter()
+        for src_id, new_id, status in transfer.ingest_lake(store, lake, replace=replace):
+            reports.append(IngestReport(path=lake, format="parquet", status="ingested" if status == "copied" else status,
+                                        session_id=new_id if new_id is not None else src_id,
+                                        name=f"lake session {src_id}", seconds=time.perf_counter() - t0))
     total = len(units)
     if progress:
         progress("found", 0, total, None)
-    reports: list[IngestReport] = []
     for i, (path, module) in enumerate(units):
         rep = IngestReport(path=path, format=module.NAME)
         if progress:
@@ -146,6 +157,7 @@ def ingest(store: Store, paths: Iterable[str | os.PathLike], *, fmt: str = "auto
             files = tables.session.source_files or _all_files(path)
             digest = content_hash(module.NAME, files, path)
             with store.transaction() as conn:
+                store.lock_content(conn, digest)
                 existing = store.find_sessions(conn, content_hash=digest)
                 if existing and not replace:
                     rep.status, rep.session_id = "skipped", existing[0]

@@ -94,7 +94,11 @@ class Store:
                 with conn.begin():
                     rev = db.check_revision(conn, for_write=True)
                     if rev is None:
-                        db.upgrade(conn)
+                        if conn.dialect.name == "postgresql":  # two first writers on a new server database
+                            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(8061967)")
+                            rev = db.check_revision(conn, for_write=True)
+                        if rev is None:
+                            db.upgrade(conn)
                     yield conn
         finally:
             conn.close()
@@ -158,6 +162,15 @@ class Store:
                   schema.sessions):
             conn.execute(sa.delete(t).where(t.c.session_id == session_id))
 
+    def lock_content(self, conn: sa.Connection, content_hash: str) -> None:
+        """Serialize writers of the same content (PostgreSQL; DuckDB has one writer anyway).
+
+        Held until the transaction ends, so a concurrent ingest of the same files waits, then
+        sees the committed session and skips it: no duplicate, no unique-key failure.
+        """
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:h, 0))"), {"h": content_hash})
+
     def find_sessions(self, conn: sa.Connection, *, content_hash: str | None = None,
                       source_path: str | None = None) -> list[int]:
         s = schema.sessions
@@ -172,7 +185,8 @@ class Store:
 
     # ---------------------------------------------------------------- write
     def write_session(self, conn: sa.Connection, tables: TrackTables, *, content_hash: str,
-                      tags: dict[str, str] | None = None, session_id: int | None = None) -> int:
+                      tags: dict[str, str] | None = None, session_id: int | None = None,
+                      imported_at: dt.datetime | None = None) -> int:
         """Insert one session in bulk (inside the caller's transaction); returns its id."""
         if session_id is None:
             session_id = int(conn.execute(sa.select(schema.session_id_seq.next_value())).scalar())
@@ -185,7 +199,7 @@ class Store:
             format_version=info.format_version,
             source_path=info.source_path,
             content_hash=content_hash,
-            imported_at=dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0),
+            imported_at=imported_at or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0),
             space_unit=info.space_unit,
             time_unit=info.time_unit,
             physical_unit=info.physical_unit,
