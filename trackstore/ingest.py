@@ -140,9 +140,10 @@ def ingest(store: Store, paths: Iterable[str | os.PathLike], *, fmt: str = "auto
     for lake in lakes:
         t0 = time.perf_counter()
         for src_id, new_id, status in transfer.ingest_lake(store, lake, replace=replace):
-            reports.append(IngestReport(path=lake, format="parquet", status="ingested" if status == "copied" else status,
-                                        session_id=new_id if new_id is not None else src_id,
-                                        name=f"lake session {src_id}", seconds=time.perf_counter() - t0))
+            reports.append(IngestReport(
+                path=lake, format="parquet", status="ingested" if status == "copied" else status,
+                session_id=new_id if new_id is not None else src_id, name=f"lake session {src_id}",
+                seconds=time.perf_counter() - t0))
     total = len(units)
     if progress:
         progress("found", 0, total, None)
