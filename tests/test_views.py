@@ -24,22 +24,23 @@ OBS, GAP_CLOSED, VALIDATED = ORIGIN_CODE["observed"], ORIGIN_CODE["gap_closed"],
 
 # ---------------------------------------------------------------------------- synthetic sessions
 def random_session(rng: np.random.Generator, *, n_frames: int = 60, n_tracks: int = 5, first_frame: int = 0,
-                   three_d: bool = False, frame_interval: float = 0.5, name: str = "random") -> TrackTables:
+                   three_d: bool = False, frame_interval: float = 0.5, name: str = "random",
+                   odd_tracks: bool = True) -> TrackTables:
     """A session of ``n_tracks`` animals moving at random, with gaps like idtracker.ai's.
 
     Every track has a leading and a trailing gap (0-4 frames), interior gaps in runs of 1-6
     frames, some of them filled by the "source tool" (origin gap_closed) and some positions
-    marked validated. The last track is never located (an identity with no positions); the
-    one before it is located in a single frame. Links chain each track's positions in frame
+    marked validated. With ``odd_tracks``, the last track is never located (an identity with no
+    positions) and the one before it is located in a single frame. Links chain each track's positions in frame
     order, so a missing run becomes one link that skips frames.
     """
     frames = np.arange(first_frame, first_frame + n_frames, dtype=np.int64)
     cols: dict[str, list] = {k: [] for k in ("frame", "x", "y", "z", "track_id", "origin", "quality")}
     for k in range(n_tracks):
-        if k == n_tracks - 1:
+        if odd_tracks and k == n_tracks - 1:
             continue  # never located
         present = np.zeros(n_frames, bool)
-        if k == n_tracks - 2:
+        if odd_tracks and k == n_tracks - 2:
             present[rng.integers(n_frames)] = True
         else:
             lead, trail = rng.integers(0, 5, 2)

@@ -498,7 +498,11 @@ def _fetch_arrow(result: sa.CursorResult):
     """The rest of a DuckDB result as an Arrow table, straight from the driver (None elsewhere)."""
     if result.dialect.name != "duckdb":
         return None
-    fetch = getattr(result.cursor, "fetch_arrow_table", None)
+    cursor = result.cursor
+    try:  # duckdb >= 1.4 names it to_arrow_table (fetch_arrow_table is deprecated)
+        fetch = cursor.to_arrow_table
+    except AttributeError:
+        fetch = getattr(cursor, "fetch_arrow_table", None)
     if fetch is None:
         return None
     try:
