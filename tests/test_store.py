@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 
-import examples
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import examples
 from trackstore import values
 from trackstore.errors import SessionNotFoundError
 from trackstore.model import MetaBlock, SessionInfo, TrackTables, compare_tables
