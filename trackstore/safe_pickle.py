@@ -275,6 +275,11 @@ def _unpickle(f, size: int, path: Path, max_bytes: int, info: NpyInfo, stubs=Non
             AttributeError, MemoryError, OverflowError, UnicodeDecodeError) as e:
         raise ParseError(f"corrupt or truncated pickle near byte {f.tell()}: {type(e).__name__}: {e}",
                          path=path) from None
+    finally:
+        # the checked constructors close over the unpickler (a cycle): free its memo now, so the
+        # arrays it references do not wait for the cyclic garbage collector
+        up.memo.clear()
+        up._allowed = {}
     info.globals = up.seen
     info.numpy_prefix = up.numpy_prefix
     return obj

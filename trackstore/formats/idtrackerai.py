@@ -147,11 +147,13 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     fps = _fps(attrs.get("frames_per_second"))
 
     valid = ~(np.isnan(traj[:, :, 0]) & np.isnan(traj[:, :, 1]))
-    frame, col = np.nonzero(valid)
+    # boolean indexing of broadcast grids is the fastest way to list the cells frame-major
+    frame = np.broadcast_to(np.arange(n_frames, dtype=np.int64)[:, None], valid.shape)[valid]
+    col = np.broadcast_to(np.arange(n_animals, dtype=np.int64)[None, :], valid.shape)[valid]
     x = _canon(traj[:, :, 0][valid])
     y = _canon(traj[:, :, 1][valid])
-    quality = _canon(idp.reshape(n_frames, n_animals, -1)[:, :, 0][valid]) \
-        if idp is not None and idp.shape[:2] == (n_frames, n_animals) and idp.ndim == 3 and idp.shape[2] == 1 else None
+    quality = _canon(idp[:, :, 0][valid]) if idp is not None and idp.ndim == 3 and \
+        idp.shape[:2] == (n_frames, n_animals) and idp.shape[2] == 1 else None
     origin = np.zeros(len(frame), np.int8)
     patches: dict[str, dict] = {}
     fast = _fast_patches(src, traj, idp, valid)
@@ -165,7 +167,6 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     # ---- the other variants give origins (loaded one at a time)
     others: list[tuple[str, files.Loaded]] = []
     rules: dict[str, list[int]] = {primary: list(_ALL)}
-    cell = frame * n_animals + col
     if primary in _VALIDATED_VARIANTS:
         base = next((v for v in _NO_GAPS_VARIANTS + _GAPS_VARIANTS if v in by_variant), None)
         if base is not None:
@@ -173,7 +174,7 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
             read_files += b.files
             bt = b.data["trajectories"]
             if bt.shape == traj.shape:
-                changed = _cell_differs(traj, bt).ravel()[cell]
+                changed = _cell_differs(traj, bt)[valid]
                 origin[changed] = _VAL
             others.append((base, b))
             rules[base] = [_OBS, _GAP] if base in _NO_GAPS_VARIANTS else [_OBS]
@@ -182,7 +183,7 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
                 if gaps is not None:
                     g = files.load(found, by_variant[gaps][0], max_bytes=max_bytes)
                     read_files += g.files
-                    _mark_gap_closed(origin, g.data["trajectories"], traj.shape, cell)
+                    _mark_gap_closed(origin, g.data["trajectories"], traj.shape, valid)
                     others.append((gaps, g))
                     rules[gaps] = [_OBS]
     elif primary in _NO_GAPS_VARIANTS:
@@ -190,7 +191,7 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
         if gaps is not None:
             g = files.load(found, by_variant[gaps][0], max_bytes=max_bytes)
             read_files += g.files
-            _mark_gap_closed(origin, g.data["trajectories"], traj.shape, cell)
+            _mark_gap_closed(origin, g.data["trajectories"], traj.shape, valid)
             others.append((gaps, g))
             rules[gaps] = [_OBS]
         elif quality is not None:
@@ -214,10 +215,11 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     if quality is not None:
         pos["quality"] = quality
     tables.positions = pos
-    del traj, idp, valid
+    del traj, idp
     src.data.pop("trajectories", None)
     src.data.pop("id_probabilities", None)
-    tables.links = _links(col, n_animals)
+    tables.links = _links(valid, col)
+    del valid
     labels = attrs.get("identities_labels")
     names = np.empty(n_animals, dtype=object)
     names[:] = [str(labels[k]) if labels is not None and len(labels) == n_animals else str(k + 1)
@@ -270,7 +272,7 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     loaded_by_entry += [(e, None) for e in found.entries if id(e) not in seen]
     manifest["entries"] = [e for e, _ in loaded_by_entry] + [j for j, _ in jsons]
     tables.add_meta("session", _META_LAYOUT, manifest)
-    ctx = _Ctx(tables, manifest, session_attrs)
+    ctx = _Ctx(tables, manifest, session_attrs, lazy=True)
     for entry, loaded in loaded_by_entry:
         if loaded is None:
             loaded = files.load(found, entry, max_bytes=max_bytes)
@@ -307,9 +309,11 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
 
 
 def _canon(a: np.ndarray) -> np.ndarray:
-    """A float64 copy with every NaN the canonical quiet NaN (what the database gives back)."""
-    out = np.array(a, dtype=np.float64)
-    out[np.isnan(out)] = np.nan
+    """``a`` (a fresh array) as float64 with every NaN the canonical quiet NaN (what a database gives back)."""
+    out = a.astype(np.float64, copy=False)
+    nan = np.isnan(out)
+    if nan.any():
+        out[nan] = np.nan
     return out
 
 
@@ -340,10 +344,11 @@ def _cell_differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (ua[:, :, 0] != ub[:, :, 0]) | (ua[:, :, 1] != ub[:, :, 1])
 
 
-def _mark_gap_closed(origin, gaps_traj: np.ndarray, shape, cell: np.ndarray) -> None:
+def _mark_gap_closed(origin, gaps_traj: np.ndarray, shape, valid: np.ndarray) -> None:
+    """Positions missing from the with-gaps file were filled by idtracker.ai's gap closing."""
     if gaps_traj.shape != shape:
         return
-    missing = (np.isnan(gaps_traj[:, :, 0]) & np.isnan(gaps_traj[:, :, 1])).ravel()[cell]
+    missing = (np.isnan(gaps_traj[:, :, 0]) & np.isnan(gaps_traj[:, :, 1]))[valid]
     origin[missing & (origin == _OBS)] = _GAP
 
 
@@ -354,15 +359,28 @@ def _mark_by_probability(origin, quality: np.ndarray, idp) -> None:
     origin[np.isnan(quality) & (origin == _OBS)] = _GAP
 
 
-def _links(col: np.ndarray, n_animals: int) -> dict[str, np.ndarray]:
-    """Consecutive positions of each animal (positions are frame-major, so a stable sort by animal)."""
-    if len(col) < 2:
+def _links(valid: np.ndarray, col: np.ndarray) -> dict[str, np.ndarray]:
+    """Consecutive positions of each animal, without a sort.
+
+    Positions are numbered frame-major; a counting sort by column (rank of a position within
+    its column = running count down the column) lists them animal by animal, and neighbours
+    in that list are linked unless they belong to different animals.
+    """
+    n = len(col)
+    if n < 2:
         return {"source_id": np.empty(0, np.int64), "target_id": np.empty(0, np.int64)}
-    small = col.astype(np.int16 if n_animals < 2**15 else np.int32)  # radix sort for small ints
-    order = np.argsort(small, kind="stable")
-    same = small[order[1:]] == small[order[:-1]]
-    return {"source_id": order[:-1][same].astype(np.int64, copy=False),
-            "target_id": order[1:][same].astype(np.int64, copy=False)}
+    counts = np.count_nonzero(valid, axis=0)
+    offs = np.zeros(valid.shape[1] + 1, np.int64)
+    np.cumsum(counts, out=offs[1:])
+    dest = np.cumsum(valid, axis=0, dtype=np.int64 if n >= 2**31 else np.int32)[valid]
+    dest += offs[:-1][col] - 1
+    order = np.empty(n, np.int64)
+    order[dest] = np.arange(n, dtype=np.int64)
+    del dest
+    same = np.ones(n - 1, bool)
+    ends = offs[1:-1] - 1  # last position of each animal (but the last animal)
+    same[ends[(ends >= 0) & (ends < n - 1)]] = False
+    return {"source_id": order[:-1][same], "target_id": order[1:][same]}
 
 
 def _layout_name(found: files.Found, by_variant: dict, version_major: str) -> str:
@@ -495,18 +513,61 @@ class _Ctx:
     """A session seen as idtracker.ai arrays: positions placed in (frame, column) cells."""
 
     def __init__(self, tables: TrackTables, manifest: dict | None, attrs: dict, *, on_conflict: str = "error",
-                 warn: bool = False):
+                 warn: bool = False, lazy: bool = False):
         self.tables = tables
         self.manifest = manifest or {}
         self.attrs = attrs
+        self.on_conflict = on_conflict
         self.patches: dict[str, dict] = {}
         self.raws: dict[str, str] = {}
         self._cache: dict[Any, np.ndarray] = {}
+        self._placed: tuple | None = None
+        self.lost: list[str] = []
+        if lazy and "shape" in self.manifest:  # read time: the shape is known, place positions on demand
+            self.F, self.N = (int(v) for v in self.manifest["shape"])
+        else:
+            self._place()
+            if warn and self.lost:
+                warnings.warn("idtracker.ai cannot hold: " + "; ".join(self.lost), LossyConversionWarning,
+                              stacklevel=3)
+        ft = tables.frames.get("time")
+        fn = tables.frame_numbers()
+        if ft is not None and len(fn):
+            times = np.full(self.F, np.nan)
+            ok = (fn >= 0) & (fn < self.F)
+            times[fn[ok]] = np.asarray(ft, np.float64)[ok]
+        else:
+            fps = _fps(attrs.get("frames_per_second"))
+            times = np.arange(self.F) / fps if fps else np.arange(self.F, dtype=np.float64)
+        self.times = times
+
+    @property
+    def frame(self) -> np.ndarray:
+        return self._place()[0]
+
+    @property
+    def col(self) -> np.ndarray:
+        return self._place()[1]
+
+    @property
+    def idx(self) -> np.ndarray:
+        return self._place()[2]
+
+    @property
+    def origin(self) -> np.ndarray:
+        return self._place()[3]
+
+    def _place(self) -> tuple:
+        """Put every position in a (frame, column) cell: ``(frame, col, position index, origin)``."""
+        if self._placed is not None:
+            return self._placed
+        tables = self.tables
+        manifest = self.manifest
         n = tables.n_positions
         frame = tables.positions["frame"]
         track = tables.pos("track_id")
         keep = track >= 0
-        lost: list[str] = []
+        lost = self.lost
         if not keep.all():
             lost.append(f"{int((~keep).sum())} positions in no track")
         if tables.is_3d:
@@ -515,58 +576,53 @@ class _Ctx:
             raise WriteError(f"{int((frame[keep] < 0).sum())} positions have negative frame numbers; "
                              "idtracker.ai frames start at 0")
         col_of_track = self._columns(tables)
-        idx = np.flatnonzero(keep)
-        fr = frame[idx]
-        col = col_of_track[track[idx]] if len(idx) else np.empty(0, np.int64)
+        if keep.all():
+            idx = np.arange(n, dtype=np.int64)
+            fr = frame
+            col = col_of_track[track] if n else np.empty(0, np.int64)
+        else:
+            idx = np.flatnonzero(keep)
+            fr = frame[idx]
+            col = col_of_track[track[idx]] if len(idx) else np.empty(0, np.int64)
         n_cols = int(col_of_track.max()) + 1 if len(col_of_track) else 0
-        if manifest and "shape" in manifest:
+        if "shape" in manifest:
             n_cols = max(n_cols, int(manifest["shape"][1]))
-        # two positions of one track in one frame cannot share an identity column
-        if len(idx):
-            key = fr * max(n_cols, 1) + col
-            order = np.argsort(key, kind="stable")
-            dup = np.zeros(len(key), bool)
-            dup[order[1:]] = key[order[1:]] == key[order[:-1]]
-            n_dup = int(dup.sum())
-            if n_dup:
-                if on_conflict != "split":
-                    raise WriteError(f"{n_dup} positions share a frame with another position of the same track; "
-                                     "an identity column holds one position per frame",
-                                     hint="pass on_conflict='split' to give them extra identity columns")
-                # rank within each (frame, column) cell -> extra columns per (column, rank)
-                sk = key[order]
-                starts = np.r_[0, np.flatnonzero(sk[1:] != sk[:-1]) + 1]
-                rank = np.arange(len(sk)) - np.repeat(starts, np.diff(np.r_[starts, len(sk)]))
-                r = np.empty_like(rank)
-                r[order] = rank
-                extra = r > 0
-                pairs = col[extra] * (int(r.max()) + 1) + r[extra]
-                uniq, inv = np.unique(pairs, return_inverse=True)
-                col = col.copy()
-                col[extra] = n_cols + inv
-                n_cols += len(uniq)
-                lost.append(f"{n_dup} positions moved to {len(uniq)} extra identity columns (split tracks)")
-        n_frames = int(tables.frame_numbers().max()) + 1 if len(tables.frame_numbers()) else 0
+        fns = tables.frame_numbers()
+        n_frames = int(fns.max()) + 1 if len(fns) else 0
         if len(fr):
             n_frames = max(n_frames, int(fr.max()) + 1)
-        if manifest and "shape" in manifest:
+        if "shape" in manifest:
             n_frames = max(n_frames, int(manifest["shape"][0]))
+        if len(idx):
+            # two positions of one track in one frame cannot share an identity column
+            key = fr * max(n_cols, 1) + col
+            if np.bincount(key, minlength=n_frames * max(n_cols, 1)).max() > 1:
+                col, n_cols = self._split(key, col, n_cols)
         self.F, self.N = n_frames, n_cols
-        self.frame, self.col, self.idx = fr, col, idx
-        self.origin = tables.pos("origin")[idx]
-        self.lost = lost
-        if warn and lost:
-            warnings.warn("idtracker.ai cannot hold: " + "; ".join(lost), LossyConversionWarning, stacklevel=3)
-        ft = tables.frames.get("time")
-        times = np.full(self.F, np.nan)
-        fn = tables.frame_numbers()
-        if ft is not None and len(fn):
-            ok = (fn >= 0) & (fn < self.F)
-            times[fn[ok]] = np.asarray(ft, np.float64)[ok]
-        else:
-            fps = _fps(attrs.get("frames_per_second"))
-            times = np.arange(self.F) / fps if fps else np.arange(self.F, dtype=np.float64)
-        self.times = times
+        self._placed = (fr, col, idx, tables.pos("origin")[idx] if len(idx) < n else tables.pos("origin"))
+        return self._placed
+
+    def _split(self, key: np.ndarray, col: np.ndarray, n_cols: int) -> tuple[np.ndarray, int]:
+        order = np.argsort(key, kind="stable")
+        sk = key[order]
+        n_dup = int(np.count_nonzero(sk[1:] == sk[:-1]))
+        if self.on_conflict != "split":
+            raise WriteError(f"{n_dup} positions share a frame with another position of the same track; "
+                             "an identity column holds one position per frame",
+                             hint="pass on_conflict='split' to give them extra identity columns")
+        # rank within each (frame, column) cell -> one extra column per (column, rank)
+        starts = np.r_[0, np.flatnonzero(sk[1:] != sk[:-1]) + 1]
+        rank = np.arange(len(sk)) - np.repeat(starts, np.diff(np.r_[starts, len(sk)]))
+        r = np.empty_like(rank)
+        r[order] = rank
+        extra = r > 0
+        pairs = col[extra] * (int(r.max()) + 1) + r[extra]
+        uniq, inv = np.unique(pairs, return_inverse=True)
+        col = col.copy()
+        col[extra] = n_cols + inv
+        self.lost.append(f"{n_dup} positions of tracks with two positions in one frame moved to "
+                         f"{len(uniq)} extra identity columns")
+        return col, n_cols + len(uniq)
 
     @staticmethod
     def _columns(tables: TrackTables) -> np.ndarray:
