@@ -18,19 +18,32 @@ WITH selected AS (
                       AND (CAST(:tag_key AS VARCHAR) IS NULL OR g.key = CAST(:tag_key AS VARCHAR))
                       AND (CAST(:tag_value AS VARCHAR) IS NULL OR g.value = CAST(:tag_value AS VARCHAR))))
 ),
+steps AS (
+  -- the steps, read once for both the speeds and the accelerations below (DuckDB and PostgreSQL
+  -- materialize a CTE used twice): faster on 10 M steps than the track_accelerations view
+  SELECT st.session_id, st.track_id, st.source_id, st.target_id, st.time_gap, st.dx, st.dy, st.dz, st.speed
+  FROM track_steps AS st
+  JOIN selected AS sel ON sel.session_id = st.session_id
+),
 speeds AS (
   SELECT st.session_id, st.track_id, count(*) AS n_steps,
          avg(st.speed) AS mean_speed,
          percentile_cont(0.5) WITHIN GROUP (ORDER BY st.speed) AS median_speed,
          max(st.speed) AS max_speed
-  FROM track_steps AS st
-  JOIN selected AS sel ON sel.session_id = st.session_id
+  FROM steps AS st
   GROUP BY st.session_id, st.track_id
 ),
 accelerations AS (
-  SELECT a.session_id, a.track_id, avg(a.acceleration) AS mean_abs_acceleration
-  FROM track_accelerations AS a
-  JOIN selected AS sel ON sel.session_id = a.session_id
+  -- the acceleration of the track_accelerations view: |v_out - v_in| / mean of the two time gaps
+  SELECT a.session_id, a.track_id,
+         avg(sqrt(
+               power(b.dx / NULLIF(b.time_gap, 0) - a.dx / NULLIF(a.time_gap, 0), 2)
+               + power(b.dy / NULLIF(b.time_gap, 0) - a.dy / NULLIF(a.time_gap, 0), 2)
+               + COALESCE(power(b.dz / NULLIF(b.time_gap, 0) - a.dz / NULLIF(a.time_gap, 0), 2), 0)
+             ) / NULLIF((a.time_gap + b.time_gap) / 2, 0)) AS mean_abs_acceleration
+  FROM steps AS a
+  JOIN steps AS b
+    ON b.session_id = a.session_id AND b.source_id = a.target_id AND b.track_id = a.track_id
   GROUP BY a.session_id, a.track_id
 )
 SELECT t.session_id, t.track_id, t.name, COALESCE(sp.n_steps, 0) AS n_steps,
