@@ -120,7 +120,7 @@ def find(path: Path) -> Found:
                                                    if (path / n).is_file()])
         g = _csv_group(path, None)
         if g:
-            variant = path.name[:-4] if path.name.endswith("_csv") else "trajectories"
+            variant = path.name[:-4] if path.name.endswith("_csv") and path.name[:-4] in VARIANTS else "trajectories"
             return Found(path, "folder", [{**g, "variant": variant, "path": ""}])
         raise ParseError("no idtracker.ai trajectories in this folder (looked for trajectories/, "
                          "trajectories_wo_gaps/, *.npy/*.h5 trajectories files and *_csv folders)", path=path)

@@ -164,6 +164,8 @@ def default_tree(data: dict) -> tuple[dict, dict]:
             g_members = []
             g_data = {}
             for k, v in value.items():
+                if v is None:
+                    continue
                 a = np.asarray(v)
                 if a.dtype.kind in "OU":
                     a = a.astype(object)

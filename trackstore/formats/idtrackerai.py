@@ -273,10 +273,11 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     manifest["entries"] = [e for e, _ in loaded_by_entry] + [j for j, _ in jsons]
     tables.add_meta("session", _META_LAYOUT, manifest)
     ctx = _Ctx(tables, manifest, session_attrs, lazy=True)
-    for entry, loaded in loaded_by_entry:
+    for i, (entry, loaded) in enumerate(loaded_by_entry):
         if loaded is None:
             loaded = files.load(found, entry, max_bytes=max_bytes)
             read_files += loaded.files
+            loaded_by_entry[i] = (entry, loaded)
         if loaded is not src:
             _record_entry(entry, loaded, session_attrs)
             patches.update(_array_patches(ctx, entry, loaded))
@@ -572,6 +573,10 @@ class _Ctx:
             lost.append(f"{int((~keep).sum())} positions in no track")
         if tables.is_3d:
             lost.append(f"z of {int(np.isfinite(tables.pos('z')).sum())} positions (idtracker.ai is 2D)")
+        if tables.n_links:
+            cross = int(np.count_nonzero(track[tables.links["source_id"]] != track[tables.links["target_id"]]))
+            if cross:
+                lost.append(f"{cross} links between different tracks (divisions or merges)")
         if n and (frame[keep] < 0).any():
             raise WriteError(f"{int((frame[keep] < 0).sum())} positions have negative frame numbers; "
                              "idtracker.ai frames start at 0")
