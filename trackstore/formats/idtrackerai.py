@@ -895,7 +895,7 @@ def write(tables: TrackTables, path: Path, *, overwrite: bool = False, layout: s
         raise WriteError(f"unknown idtracker.ai layout {layout!r}", path=path, hint=f"one of {', '.join(LAYOUTS)}")
     attrs = {b.key: b.values[0] for b in tables.metadata
              if b.scope == "session" and not b.key.startswith("idtrackerai.")}
-    if manifest is not None and (layout is None or layout == manifest.get("layout")):
+    if manifest is not None and _same_layout(manifest, layout):
         entries = [dict(e) for e in manifest["entries"]]
         root_kind = manifest["root"]
         ctx = _Ctx(tables, manifest, attrs, on_conflict=on_conflict, warn=True)
@@ -922,6 +922,20 @@ def write(tables: TrackTables, path: Path, *, overwrite: bool = False, layout: s
                 if k in e and isinstance(e[k], dict):
                     e[k] = {**e[k], "protocol": protocol}
     return _write_entries(ctx, entries, root_kind, path, overwrite)
+
+
+_KIND_OF_LAYOUT = {"npy": ("npy", "npy_array"), "h5": ("h5",), "pickle": ("pickle",), "parquet": ("parquet",),
+                   "tidy_csv": ("tidy",), "csv": ("csv",)}
+
+
+def _same_layout(manifest: dict, layout: str | None) -> bool:
+    """Whether ``layout`` is the one the session was read in (then its files are rebuilt as they were)."""
+    if layout is None or layout == manifest.get("layout"):
+        return True
+    entries = [e for e in manifest.get("entries", []) if e.get("kind") != "json"]
+    return manifest.get("root") in ("file", "folder") and len(entries) == 1 and \
+        entries[0]["kind"] in _KIND_OF_LAYOUT.get(layout, ()) and \
+        (manifest["root"] == "file") == (layout != "csv")
 
 
 def _layout_for_suffix(path: Path) -> str:
@@ -985,6 +999,13 @@ def _fresh_layout(ctx: _Ctx, layout: str, manifest: dict | None, meta: dict, pat
     has_q = ctx.has_quality()
     origins = set(np.unique(ctx.origin).tolist())
     keys = ["trajectories"] + (["id_probabilities"] if has_q else []) + base_keys
+    if manifest is not None and prim is not None and prim["kind"] not in ("csv", "tidy") and \
+            "trajectories" in prim.get("keys", []):
+        keys = list(prim["keys"])  # the source's own key order, arrays where they were
+        if has_q and "id_probabilities" not in keys:
+            keys.insert(keys.index("trajectories") + 1, "id_probabilities")
+        elif has_q:
+            base_values.pop("id_probabilities", None)
     arrays = {"trajectories": ["<f8", [ctx.F, ctx.N, 2]]}
     if has_q:
         arrays["id_probabilities"] = ["<f8", [ctx.F, ctx.N, 1]]
