@@ -149,3 +149,10 @@ def test_cli_store_from_environment(filled, monkeypatch):
 def test_cli_bad_tag_is_a_usage_error(tmp_path):
     r = run("ingest", tmp_path, "--tag", "novalue", "--db", tmp_path / "s.duckdb")
     assert r.exit_code == 2
+
+
+def test_cli_query_cannot_write_files(filled, tmp_path):
+    target = tmp_path / "leak.csv"
+    r = run("query", f"COPY (SELECT * FROM positions) TO '{target}'", "--db", filled)
+    assert r.exit_code == 1 and r.stderr.startswith("Error: ")
+    assert not target.exists()

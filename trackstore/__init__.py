@@ -37,11 +37,11 @@ def upgrade(db=None) -> tuple[str | None, str]:
         return s.upgrade()
 
 
-def run_query(store: Store, name_or_sql: str, params: dict | None = None):
+def run_query(store: Store, name_or_sql: str, params: dict | None = None, **kwargs):
     """Run a named query or SQL on a (preferably read-only) store; see :mod:`trackstore.queries`."""
     from .queries import run_query as _run
 
-    return _run(store, name_or_sql, params)
+    return _run(store, name_or_sql, params, **kwargs)
 
 
 __all__ = [

@@ -272,17 +272,19 @@ def query(
     Tables: sessions, frames, positions, tracks, links, metadata; views: trajectories_with_gaps,
     trajectories_without_gaps, session_tags, ... (see README). Parameters are bound, never pasted.
 
-    Example: trackstore query --name track_speed --param tag_key=group --param tag_value=control
+    Example: trackstore query --name track_speed_stats --param tag_key=group --param tag_value=control
     """
     from .queries import run_query
 
     if (sql is None) == (name is None):
         raise typer.BadParameter("give either SQL or --name NAME")
     params = _parse_pairs(param, "--param")
-    with _open(db, read_only=True) as store:
-        result = run_query(store, name if name is not None else sql, params)
-    table = result.to_arrow() if hasattr(result, "to_arrow") else None
+    from .store import Store
+
+    with Store(db, read_only=True, on_wait=_err, user_sql=True) as store:
+        result = run_query(store, name if name is not None else sql, params, arrow=output == "parquet")
     if output == "parquet":
+        table = result.to_arrow()
         if out is None:
             raise typer.BadParameter("--output parquet needs --out FILE")
         import pyarrow.parquet as pq

@@ -67,7 +67,7 @@ def duckdb_path(url: str) -> Path | None:
 
 
 def make_engine(url: str, *, read_only: bool = False, lock_timeout: float | None = None,
-                on_wait: Callable[[str], None] | None = None) -> sa.Engine:
+                on_wait: Callable[[str], None] | None = None, user_sql: bool = False) -> sa.Engine:
     """An engine whose connections wait (with backoff) for a DuckDB file lock held elsewhere.
 
     Args:
@@ -75,13 +75,17 @@ def make_engine(url: str, *, read_only: bool = False, lock_timeout: float | None
         read_only: Open DuckDB read-only (user SQL cannot change the store).
         lock_timeout: Seconds to wait for another process's lock before giving up.
         on_wait: Called once with a message when we start waiting.
+        user_sql: The connection runs SQL a user typed: on DuckDB, also forbid reading and
+            writing files (``COPY … TO``, ``read_csv``), which read-only mode alone allows.
     """
     timeout = LOCK_TIMEOUT if lock_timeout is None else lock_timeout
     if not is_duckdb(url):
         # a server enforces read-only itself: every transaction of this engine is READ ONLY
         args = {"options": "-c default_transaction_read_only=on"} if read_only and url.startswith("postgresql") else {}
         return sa.create_engine(url, poolclass=NullPool, connect_args=args)
-    connect_args = {"read_only": True} if read_only else {}
+    connect_args: dict = {"read_only": True} if read_only else {}
+    if user_sql:
+        connect_args["config"] = {"enable_external_access": False}
     engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
 
     @event.listens_for(engine, "do_connect")

@@ -33,6 +33,7 @@ class Store:
         read_only: Open read-only: writes fail, user SQL cannot change anything.
         on_wait: Called with a message when waiting for another process's lock.
         lock_timeout: Seconds to wait for that lock.
+        user_sql: Connections will run SQL a user typed (see :func:`trackstore.db.make_engine`).
 
     Example:
         >>> with Store("tracks.duckdb") as s:  # doctest: +SKIP
@@ -40,10 +41,12 @@ class Store:
     """
 
     def __init__(self, url: str | None = None, *, read_only: bool = False,
-                 on_wait: Callable[[str], None] | None = None, lock_timeout: float | None = None):
+                 on_wait: Callable[[str], None] | None = None, lock_timeout: float | None = None,
+                 user_sql: bool = False):
         self.url = db.resolve_url(url)
         self.read_only = read_only
-        self.engine = db.make_engine(self.url, read_only=read_only, lock_timeout=lock_timeout, on_wait=on_wait)
+        self.engine = db.make_engine(self.url, read_only=read_only, lock_timeout=lock_timeout, on_wait=on_wait,
+                                     user_sql=user_sql)
         self.dialect = self.engine.dialect.name
         self._checked = False
 
