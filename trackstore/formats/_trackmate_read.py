@@ -2,16 +2,20 @@
 
 The mapping (see also the module docstring of :mod:`trackstore.formats.trackmate`):
 
-* positions: one per spot, in file order (stably sorted by frame if the file is not); ``native_id``
+* positions: one per spot, in spot ID order (so a session written by trackstore, whose spot IDs
+  are its position indices when it has no native ids, reads back in its own order); ``native_id``
   = spot ``ID``; x/y/z/quality/radius/frame from the features of those names. A 2D file (one
   slice, every ``POSITION_Z`` exactly 0) gets NaN z; the exporter writes ``0.0`` back.
 * position metadata: ``name``, every other spot feature (int64 for ``isint`` features, float64
   otherwise, declaration order), ``ROI`` (the polygon as ``[[dx, dy], ...]`` relative to the spot
-  centre, as TrackMate stores it), and ``trackmate.absent`` (column features a spot lacks).
+  centre, as TrackMate stores it), and ``trackmate.absent`` (column features a spot lacks). An
+  integer ``ORIGIN`` spot feature (how trackstore writes positions.origin) is ``positions.origin``.
 * links: one per edge, oriented forward in time (``trackmate.reversed`` marks edges the file wrote
   backwards); link metadata: every edge feature except the two spot IDs.
 * tracks: tracklets from :func:`derive_tracks`; a TrackMate track is a lineage. Lineage metadata:
-  ``TRACK_ID``, ``name``, ``visible`` (listed in FilteredTracks) and every track feature.
+  ``TRACK_ID``, ``name``, ``visible`` (listed in FilteredTracks) and every track feature; an
+  integer ``IDENTITY`` track feature (how trackstore writes idtracker.ai animals) is
+  ``tracks.identity``.
 * session metadata ``trackmate.*``: version, raw unit strings, Log, FeatureDeclarations (JSON,
   completed with any feature the file uses without declaring it), Settings and GUIState (XML),
   DisplaySettings (its JSON text), and anything unknown, so the file can be written back.
@@ -27,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import ParseError, TrackstoreWarning
-from ..model import MetaBlock, SessionInfo, TrackTables, derive_tracks
+from ..model import ORIGINS, MetaBlock, SessionInfo, TrackTables, derive_tracks
 from . import _trackmate_units as units
 from ._trackmate_xml import Node, RawTrackMate, _Rows, java_double, serialize, to_float, to_int
 
@@ -38,7 +42,8 @@ SPOT_COLUMNS = {"POSITION_X": "x", "POSITION_Y": "y", "POSITION_Z": "z", "QUALIT
 SPOT_NON_FEATURES = ("ID", "name", "ROI_N_POINTS")
 EDGE_ENDS = ("SPOT_SOURCE_ID", "SPOT_TARGET_ID")
 FEATURE_GROUPS = ("SpotFeatures", "EdgeFeatures", "TrackFeatures")
-_INT_FEATURES = {"FRAME", "VISIBILITY", "SPOT_SOURCE_ID", "SPOT_TARGET_ID", "TRACK_ID", "TRACK_INDEX"}
+_INT_FEATURES = {"FRAME", "VISIBILITY", "SPOT_SOURCE_ID", "SPOT_TARGET_ID", "TRACK_ID", "TRACK_INDEX", "IDENTITY",
+                 "ORIGIN"}
 
 
 def build_tables(raw: RawTrackMate, path: Path) -> TrackTables:
@@ -155,7 +160,7 @@ def _sorted_by_owner(owners: np.ndarray, values: np.ndarray) -> tuple[np.ndarray
 
 # ---------------------------------------------------------------------- spots
 class _Spots:
-    """Spot columns, features and ROIs, indexed by position (file order, then stably by frame)."""
+    """Spot columns, features and ROIs, indexed by position (spot ID order)."""
 
     def __init__(self, raw: RawTrackMate, decls, info: SessionInfo, path: Path):
         self.path = path
@@ -166,10 +171,10 @@ class _Spots:
         self._ids_known = False
         val = _Values("spot", self._describe, path)
         self.val = val
-        if "ID" not in self.attrs or len(self.attrs["ID"][0]) != n:
+        if n and ("ID" not in self.attrs or len(self.attrs["ID"][0]) != n):
             missing = np.setdiff1d(np.arange(n), self.attrs.get("ID", (np.empty(0, np.int64),))[0])
             raise ParseError(f"spot number {int(missing[0]) + 1} (in file order) has no ID attribute", path=path)
-        own, ch = self.attrs["ID"]
+        own, ch = self.attrs.get("ID", (np.empty(0, np.int64), []))
         self.ids[own] = val.ints("ID", own, ch)
         self._ids_known = True
         # frame of each spot from its <SpotsInFrame>, checked against its FRAME feature
@@ -209,7 +214,7 @@ class _Spots:
             mask[own] = True
             self.present[key] = mask
         for key in ("POSITION_X", "POSITION_Y"):
-            if key not in self.present or not self.present[key].all():
+            if n and (key not in self.present or not self.present[key].all()):
                 i = int(np.flatnonzero(~self.present.get(key, np.zeros(n, bool)))[0])
                 raise ParseError(f"{self._describe(i)} has no {key}", path=path)
         # POSITION_T is frames.time (FRAME x frame interval) in TrackMate; kept as metadata only
@@ -226,9 +231,17 @@ class _Spots:
                 mask = np.zeros(n, bool)
                 mask[own] = True
                 self.present["POSITION_T"] = mask
+        # ORIGIN (written by trackstore for positions a tool or a person added) is positions.origin
+        self.origin: np.ndarray | None = None
+        if "ORIGIN" in self.attrs and len(self.attrs["ORIGIN"][0]) == n:
+            own, ch = self.attrs["ORIGIN"]
+            codes = to_int(ch)
+            if codes is not None and codes.min() >= 0 and codes.max() < len(ORIGINS):
+                self.origin = np.zeros(n, np.int8)
+                self.origin[own] = codes
         self.order: np.ndarray | None = None
-        if n and np.any(self.container_frame[1:] < self.container_frame[:-1]):
-            self.order = np.argsort(self.container_frame, kind="stable")  # positions are kept frame-sorted
+        if n and np.any(self.ids[1:] < self.ids[:-1]):
+            self.order = np.argsort(self.ids, kind="stable")
         self.inverse = None
         if self.order is not None:
             self.inverse = np.empty(n, np.int64)
@@ -253,8 +266,9 @@ class _Spots:
 
     def columns(self, raw: RawTrackMate, info: SessionInfo) -> dict[str, np.ndarray]:
         n = self.n
+        empty = np.empty(0, np.float64)
         pos = {"frame": self._perm(self.container_frame).astype(np.int64),
-               "x": self._perm(self.cols["x"]), "y": self._perm(self.cols["y"])}
+               "x": self._perm(self.cols.get("x", empty)), "y": self._perm(self.cols.get("y", empty))}
         z = self.cols.get("z")
         flat = info.image_size[2] is None or info.image_size[2] <= 1
         zp = self.present.get("POSITION_Z")
@@ -264,7 +278,7 @@ class _Spots:
             if col in self.cols:
                 pos[col] = self._perm(self.cols[col])
         pos["native_id"] = self.position_ids
-        pos["origin"] = np.zeros(n, np.int8)
+        pos["origin"] = np.zeros(n, np.int8) if self.origin is None else self._perm(self.origin)
         return pos
 
     def id_to_position(self, spot_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +304,11 @@ class _Spots:
             out.append(MetaBlock("position", "name", v, o))
         isint = _isint(decls, "SpotFeatures")
         present = [k for k in self.attrs if k not in SPOT_NON_FEATURES]
-        skip = {*SPOT_COLUMNS, "POSITION_T"} if self.time_is_column else SPOT_COLUMNS
+        skip = {*SPOT_COLUMNS, "POSITION_T"} if self.time_is_column else set(SPOT_COLUMNS)
+        if self.origin is not None:
+            skip.add("ORIGIN")
+            if "ORIGIN" not in isint:
+                undeclared.append("ORIGIN")
         for key in _declared_order(decls, "SpotFeatures", present, skip):
             if key not in isint:
                 undeclared.append(key)
@@ -485,6 +503,14 @@ class _Lineages:
         dup = np.flatnonzero(st[1:] == st[:-1])
         if len(dup):
             raise ParseError(f"TRACK_ID {int(st[dup[0]])} is used by more than one track", path=path)
+        # IDENTITY (written by trackstore for idtracker.ai animals) is the tracks.identity column
+        self.identity: list[int | None] | None = None
+        idv = [raw.tracks[k].get("IDENTITY") for k in self.with_edges.tolist()]
+        if any(v is not None for v in idv):
+            try:
+                self.identity = [None if v is None else int(v.strip()) for v in idv]
+            except ValueError:
+                self.identity = None  # not integers: an ordinary track feature
         filtered = raw.filtered
         self.filtered_unknown: list[str] = []
         if filtered is None:
@@ -509,15 +535,18 @@ class _Lineages:
         nl = self.n_lineages
         name = np.full(nl, None, dtype=object)
         native = np.full(nl, None, dtype=object)
+        ident = np.full(nl, None, dtype=object)
         vis = np.ones(nl, bool)
         owners = self.lineage_of_tm[self.with_edges]
         for j, (lin, k) in enumerate(zip(owners.tolist(), self.with_edges.tolist())):
             name[lin] = self.raw_tracks[k].get("name")
             native[lin] = int(self.track_ids[j])
+            if self.identity is not None:
+                ident[lin] = self.identity[j]
         vis[owners] = self.visible
         nt = len(lineage_of_track)
         return {"name": name[lineage_of_track] if nt else np.empty(0, object),
-                "identity": np.full(nt, None, dtype=object),
+                "identity": ident[lineage_of_track] if nt else np.empty(0, object),
                 "lineage_id": lineage_of_track.astype(np.int64),
                 "visible": vis[lineage_of_track] if nt else np.empty(0, bool),
                 "native_id": native[lineage_of_track] if nt else np.empty(0, object)}
@@ -540,7 +569,10 @@ class _Lineages:
                 if k not in seen:
                     seen.add(k)
                     present.append(k)
-        for key in _declared_order(decls, "TrackFeatures", present, ("name", "TRACK_ID")):
+        skip = ("name", "TRACK_ID", "IDENTITY") if self.identity is not None else ("name", "TRACK_ID")
+        if self.identity is not None and "IDENTITY" not in isint:
+            undeclared.append("IDENTITY")
+        for key in _declared_order(decls, "TrackFeatures", present, skip):
             if key not in isint:
                 undeclared.append(key)
             js = [j for j, r in enumerate(rows) if key in r]

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import LossyConversionWarning
-from ..model import MetaBlock, TrackTables, derive_tracks
+from ..model import ORIGINS, MetaBlock, TrackTables, derive_tracks
 from . import _trackmate_units as units
 from ._trackmate_read import EDGE_ENDS, FEATURE_GROUPS, SPOT_COLUMNS, SPOT_NON_FEATURES
 from ._trackmate_xml import escape_attr, escape_text
@@ -44,11 +44,14 @@ _STANDARD = {
     "SpotFeatures": [("QUALITY", "Quality", "Quality", "QUALITY"), ("POSITION_X", "X", "X", "POSITION"),
                      ("POSITION_Y", "Y", "Y", "POSITION"), ("POSITION_Z", "Z", "Z", "POSITION"),
                      ("POSITION_T", "T", "T", "TIME"), ("FRAME", "Frame", "Frame", "NONE"),
-                     ("RADIUS", "Radius", "R", "LENGTH"), ("VISIBILITY", "Visibility", "Visibility", "NONE")],
+                     ("RADIUS", "Radius", "R", "LENGTH"), ("VISIBILITY", "Visibility", "Visibility", "NONE"),
+                     ("ORIGIN", "Origin (" + ", ".join(f"{i} {o}" for i, o in enumerate(ORIGINS)) + ")", "Origin",
+                      "NONE")],
     "EdgeFeatures": [("SPOT_SOURCE_ID", "Source spot ID", "Source ID", "NONE"),
                      ("SPOT_TARGET_ID", "Target spot ID", "Target ID", "NONE"),
                      ("LINK_COST", "Edge cost", "Cost", "COST")],
-    "TrackFeatures": [("TRACK_INDEX", "Track index", "Index", "NONE"), ("TRACK_ID", "Track ID", "ID", "NONE")],
+    "TrackFeatures": [("TRACK_INDEX", "Track index", "Index", "NONE"), ("TRACK_ID", "Track ID", "ID", "NONE"),
+                      ("IDENTITY", "Identity", "Identity", "NONE")],
 }
 
 
@@ -246,6 +249,14 @@ class _Writer:
             fi = t.session.frame_interval
             if present is None or present.any():
                 cols.append(_Column("POSITION_T", t.positions["frame"] * (float(fi) if fi else 1.0), False, present))
+        origin = t.pos("origin")
+        if origin.any():  # positions a tool filled or a person validated (code = index in model.ORIGINS)
+            cols = [c for c in cols if c.key != "ORIGIN"] + [_Column("ORIGIN", origin.astype(np.int64), True, None)]
+        if t.is_3d and not self.is_tm and t.session.image_size[2] in (None, 1):
+            z = t.pos("z")
+            if np.array_equal(z.view(np.int64), np.zeros(n, np.int64)):
+                self.lost.append("z = 0 of every position (TrackMate calls a one-slice file 2D: z reads back as "
+                                 "missing)")
         if not self.is_tm:  # what TrackMate always has, for sessions from other formats
             if "VISIBILITY" not in keys:
                 cols.append(_Column("VISIBILITY", np.ones(n, np.int64), True, None))
@@ -344,19 +355,50 @@ class _Writer:
             lineage = t.track_col("lineage_id") if has_tracks else None
             visible = np.asarray(t.track_col("visible"), bool) if has_tracks else None
             tnames = t.track_col("name") if has_tracks else None
+            ident = t.track_col("identity") if has_tracks else None
             vis_pos = np.ones(n, bool)  # a lineage is in FilteredTracks when all its tracklets are visible
             if has_tracks:
                 ok = tid >= 0
                 vis_pos[ok] = visible[tid[ok]]
             comp_vis = np.ones(int(comp.max()) + 1, bool)
             np.logical_and.at(comp_vis, comp, vis_pos[src] & vis_pos[dst])
+            # what TrackMate keeps once per track: the tracklets' names and identities when they agree
+            per_comp: dict[int, tuple[set, set]] = {}
+            if has_tracks:
+                track_of_link = np.concatenate([tid[src], tid[dst]])
+                comp2 = np.concatenate([comp, comp])
+                pairs = np.unique(np.stack([comp2, track_of_link]), axis=1)
+                for c, k in pairs.T.tolist():
+                    if k >= 0:
+                        names_ids = per_comp.setdefault(c, (set(), set()))
+                        names_ids[0].add(tnames[k])
+                        names_ids[1].add(ident[k])
+            split_names = split_ids = 0
             for s, e in zip([0, *cuts.tolist()], [*cuts.tolist(), nl]):
                 i = int(self.link_order[s])
                 c = int(comp[i])
                 ts = int(tid[src[i]]) if has_tracks else -1
+                names_c, ids_c = per_comp.get(c, ({None}, {None}))
+                split_names += len(names_c) > 1
+                split_ids += len(ids_c) > 1
+                ident_c = next(iter(ids_c)) if len(ids_c) == 1 else None
                 self.tracks.append({"links": (s, e), "visible": bool(comp_vis[c]),
                                     "lineage": int(lineage[ts]) if ts >= 0 else c,
-                                    "tracklet_name": tnames[ts] if ts >= 0 else None})
+                                    "tracklet_name": tnames[ts] if ts >= 0 else None,
+                                    "identity": ident_c if isinstance(ident_c, (int, np.integer)) else None})
+            if has_tracks:
+                in_links = np.zeros(n, bool)
+                in_links[src] = in_links[dst] = True
+                lone = np.unique(tid[~in_links & (tid >= 0)])
+                named = sum(tnames[k] is not None or ident[k] is not None for k in lone.tolist())
+                if named:
+                    self.lost.append(f"names/identities of {named} single-spot tracklet(s) (TrackMate has no "
+                                     "track without an edge)")
+            if split_names:
+                self.lost.append(f"tracklet names in {split_names} track(s) whose tracklets are named differently "
+                                 "(a TrackMate track has one name: its first tracklet's)")
+            if split_ids:
+                self.lost.append(f"identities of {split_ids} track(s) that join tracklets of different identities")
         # TRACK_IDs: the stored ones where they are usable, new ones after them otherwise
         stored = self._lineage_values("TRACK_ID")
         used: set[int] = set()
@@ -380,6 +422,11 @@ class _Writer:
                  for k, (o, v, isint) in self._usable("lineage", {"TRACK_ID", "name", "visible"})]
         if self.tracks:
             self._declare("TrackFeatures", "TRACK_ID", True)
+        if any(tr["identity"] is not None for tr in self.tracks):  # tracks.identity (idtracker.ai animals)
+            ids = np.array([-1 if tr["identity"] is None else int(tr["identity"]) for tr in self.tracks], np.int64)
+            lins = np.array([tr["lineage"] for tr in self.tracks], np.int64)
+            col = _column("IDENTITY", int(lins.max()) + 1, lins[ids >= 0], ids[ids >= 0], True)
+            tcols = [c for c in tcols if c.key != "IDENTITY"] + [col]
         self.track_cols = self._in_decl_order("TrackFeatures", tcols)
         # edge columns
         rev = np.zeros(nl, bool)
