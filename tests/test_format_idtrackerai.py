@@ -352,6 +352,29 @@ def test_idtrackerai_v3_v4_sibling_folders(tmp_path, real_arrays, version):
     assert raw[128:130] == b"\x80\x02" and b"numpy._core" in raw  # protocol 2 as read; module path as read
 
 
+def test_idtrackerai_v5_0_names_inside_trajectories_folder(tmp_path, real_arrays):
+    """5.0-5.1.6: trajectories.npy + trajectories_wo_gaps.npy side by side, CSVs in <stem>/ folders."""
+    traj, prob, _ = real_arrays
+    s = tmp_path / "session_v50"
+    q = s / "trajectories" / "trajectories_wo_gaps"
+    q.mkdir(parents=True)
+    with_gaps = traj.copy()
+    with_gaps[np.isnan(prob[:, :, 0])] = np.nan
+    for name, tr in (("trajectories", with_gaps), ("trajectories_wo_gaps", traj)):
+        np.save(s / "trajectories" / f"{name}.npy", {"trajectories": tr, "version": "5.0.0",
+                                                     "frames_per_second": 28, "id_probabilities": prob},
+                allow_pickle=True)
+    _savetxt(q / "trajectories_wo_gaps.trajectories.csv", traj.reshape(len(traj), -1), "%.3f",
+             ",".join(f"x{i},y{i}" for i in range(1, 17)), comments="# ")  # 5.0.0's 2N-pairs header bug
+    t = idt.read(s)
+    layout = t.session_meta()["idtrackerai.layout"]
+    assert layout["layout"] == "v5" and layout["primary"] == "trajectories_wo_gaps"
+    assert int((t.positions["origin"] == GAP).sum()) == int((np.isnan(prob[:, :, 0]) & ~np.isnan(traj[:, :, 0])).sum())
+    assert not [k for k in t.session_meta() if k.startswith(("idtrackerai.raw:", "idtrackerai.patch:"))]
+    idt.write(t, tmp_path / "back")
+    _assert_same_files(s, tmp_path / "back")
+
+
 def test_idtrackerai_v6_session_with_session_json(tmp_path):
     s = tmp_path / "session_v6"
     shutil.copytree(DERIVED, s / "trajectories")

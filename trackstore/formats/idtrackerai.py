@@ -389,7 +389,8 @@ def _layout_name(found: files.Found, by_variant: dict, version_major: str) -> st
         return "file"
     if found.root_kind == "folder":
         return "folder"
-    if any(v in by_variant for v in files.SIBLINGS) or version_major in ("3", "4"):
+    in_siblings = any(e["path"].split("/", 1)[0] in files.SIBLINGS for e in found.entries)
+    if in_siblings or version_major in ("3", "4"):
         return "v3" if version_major == "3" else "v4"
     if any(v in by_variant for v in ("with_gaps", "without_gaps", "validated", "trajectories_wo_gaps",
                                      "trajectories_validated")) or version_major == "5":
