@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -11,20 +12,26 @@ from trackstore.errors import SchemaVersionError
 from trackstore.store import Store
 
 
+@pytest.fixture(params=["duckdb", "postgresql"])
+def empty_url(request, tmp_path):
+    """An empty database on each backend."""
+    return str(tmp_path / "s.duckdb") if request.param == "duckdb" else request.getfixturevalue("pg_url")
+
+
 def _tables(conn) -> set[str]:
     return set(sa.inspect(conn).get_table_names())
 
 
-def test_migrations_upgrade_from_empty_creates_every_table(tmp_path):
-    with Store(tmp_path / "s.duckdb") as s:
+def test_migrations_upgrade_from_empty_creates_every_table(empty_url):
+    with Store(empty_url) as s:
         old, new = s.upgrade()
         assert old is None and new == db.head_revision()
         with s.engine.connect() as c:
             assert {"sessions", "frames", "positions", "tracks", "links", "metadata"} <= _tables(c)
 
 
-def test_migrations_downgrade_to_base_and_back(tmp_path):
-    with Store(tmp_path / "s.duckdb") as s:
+def test_migrations_downgrade_to_base_and_back(empty_url):
+    with Store(empty_url) as s:
         s.upgrade()
         with s.engine.connect() as c, c.begin():
             db.downgrade(c, "base")
@@ -35,8 +42,8 @@ def test_migrations_downgrade_to_base_and_back(tmp_path):
         assert s.revision() == db.head_revision()
 
 
-def test_migrations_autogenerate_diff_against_schema_is_empty(tmp_path):
-    with Store(tmp_path / "s.duckdb") as s:
+def test_migrations_autogenerate_diff_against_schema_is_empty(empty_url):
+    with Store(empty_url) as s:
         s.upgrade()
         with s.engine.connect() as c:
             import duckdb_sqlalchemy.alembic_impl  # noqa: F401
@@ -47,12 +54,13 @@ def test_migrations_autogenerate_diff_against_schema_is_empty(tmp_path):
         assert diff == []
 
 
-def test_migrations_views_are_applied_after_upgrade(tmp_path):
-    with Store(tmp_path / "s.duckdb") as s:
+def test_migrations_views_are_applied_after_upgrade(empty_url):
+    with Store(empty_url) as s:
         s.upgrade()
         with s.engine.connect() as c:
             views = set(sa.inspect(c).get_view_names())
-    assert set(db.view_files("duckdb")) <= views
+            dialect = c.dialect.name
+    assert set(db.view_files(dialect)) <= views
 
 
 def test_migrations_outdated_store_refuses_to_write(tmp_path):
@@ -69,6 +77,41 @@ def test_migrations_outdated_store_refuses_to_write(tmp_path):
             assert "newer than this trackstore" in str(e)
         else:
             raise AssertionError("expected SchemaVersionError")
+
+
+def test_migrations_0001_store_upgrades_and_backfills_links(tmp_path):
+    """A store made by the first release refuses writes, then `trackstore upgrade` fills the new columns."""
+    from typer.testing import CliRunner
+
+    import examples
+    from trackstore.cli import app
+
+    path = tmp_path / "old.duckdb"
+    t = examples.division()
+    with Store(path) as s:
+        with s.engine.connect() as c, c.begin():
+            db.upgrade(c, "0001")
+            c.exec_driver_sql("INSERT INTO positions (session_id, position_id, frame, x, y, track_id, origin) "
+                              "SELECT 1, i, f, x, y, tr, 'observed' FROM (SELECT unnest(?) AS i, unnest(?) AS f, "
+                              "unnest(?) AS x, unnest(?) AS y, unnest(?) AS tr)",
+                              (list(range(t.n_positions)), t.positions["frame"].tolist(), t.positions["x"].tolist(),
+                               t.positions["y"].tolist(), t.positions["track_id"].tolist()))
+            c.exec_driver_sql("INSERT INTO links (session_id, link_id, source_id, target_id, frame_gap) "
+                              "SELECT 1, i, s, t, 1 FROM (SELECT unnest(?) AS i, unnest(?) AS s, unnest(?) AS t)",
+                              (list(range(t.n_links)), t.links["source_id"].tolist(), t.links["target_id"].tolist()))
+        with pytest.raises(SchemaVersionError, match="revision 0001; this trackstore needs 0002 to write"):
+            with s.transaction():
+                pass
+    r = CliRunner().invoke(app, ["upgrade", "--db", str(path)])
+    assert r.exit_code == 0, r.stderr
+    assert "from revision 0001 to 0002" in r.stdout
+    with Store(path) as s, s.connect() as c:
+        rows = c.exec_driver_sql("SELECT source_id, target_id, track_id, frame FROM links ORDER BY link_id").fetchall()
+    tid, fr = t.positions["track_id"], t.positions["frame"]
+    expected = [(a, b, int(tid[a]) if tid[a] == tid[b] else None, int(fr[a]))
+                for a, b in zip(t.links["source_id"].tolist(), t.links["target_id"].tolist())]
+    assert rows == expected
+    assert any(r[2] is None for r in rows)  # the division links are between tracks
 
 
 def test_migrations_older_store_refuses_write_but_reads(tmp_path, monkeypatch):

@@ -144,11 +144,18 @@ def current_revision(connection: sa.Connection) -> str | None:
 
 
 def upgrade(connection: sa.Connection, revision: str = "head") -> None:
-    """Migrate the store to ``revision`` (inside the caller's transaction), then apply views."""
+    """Migrate the store to ``revision`` (inside the caller's transaction), then re-create the views.
+
+    Views are dropped first (PostgreSQL views pin the columns they read) and re-created only at
+    head: the view files describe the newest schema.
+    """
     from alembic import command
 
+    if current_revision(connection) is not None:
+        drop_views(connection)
     command.upgrade(_alembic_config(connection), revision)
-    apply_views(connection)
+    if current_revision(connection) == head_revision():
+        apply_views(connection)
 
 
 def downgrade(connection: sa.Connection, revision: str) -> None:
@@ -157,8 +164,6 @@ def downgrade(connection: sa.Connection, revision: str) -> None:
 
     drop_views(connection)
     command.downgrade(_alembic_config(connection), revision)
-    if revision not in ("base",):
-        apply_views(connection)
 
 
 def check_revision(connection: sa.Connection, *, for_write: bool) -> str | None:
@@ -237,8 +242,10 @@ def apply_views(connection: sa.Connection) -> None:
 
 
 def drop_views(connection: sa.Connection) -> None:
+    """Drop every view trackstore defines (dependents first)."""
+    cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""
     for name, _ in reversed(_ordered_views(connection.dialect.name)):
-        connection.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}"')
+        connection.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}"{cascade}')
 
 
 @contextmanager

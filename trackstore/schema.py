@@ -7,8 +7,9 @@ Design notes (measured, see docs/design.md):
 * No PRIMARY KEY on the big ``positions``/``links``/``frames``/``metadata`` tables: it halves
   DuckDB's bulk-insert speed and grows the file ~70 %. Uniqueness comes from construction
   (ids are dense per session, assigned by the store).
-* ``links`` carries its geometry (dx, dy, dz, frame_gap, time_gap) so kinematic queries are
-  plain aggregates instead of window functions.
+* ``links`` carries its geometry (dx, dy, dz, frame_gap, time_gap), its source frame and the
+  track it steps along, so kinematic queries are plain aggregates over one table instead of
+  window functions or joins with ``positions``.
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ links = sa.Table(
     sa.Column("dx", sa.Float(53)),
     sa.Column("dy", sa.Float(53)),
     sa.Column("dz", sa.Float(53)),
+    sa.Column("track_id", sa.Integer, comment="the track both ends belong to; NULL between tracks (division, merge)"),
+    sa.Column("frame", sa.Integer, comment="frame of the source position"),
 )
 
 metadata_table = sa.Table(

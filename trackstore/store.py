@@ -391,7 +391,8 @@ class _DuckDBBulk(_Bulk):
     def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
         if t.n_links:
             self._insert("links", _link_columns(t, frames),
-                         "?, link_id, source_id, target_id, frame_gap, time_gap, dx, dy, dz", [sid])
+                         "?, link_id, source_id, target_id, frame_gap, time_gap, dx, dy, dz, "
+                         "CASE WHEN track_id < 0 THEN NULL ELSE track_id END, frame", [sid])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if blocks:
@@ -478,10 +479,12 @@ class _PostgresBulk(_Bulk):
         c = _link_columns(t, frames)
         n = t.n_links
         self._copy("links", ["session_id", "link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy",
-                             "dz"], [
+                             "dz", "track_id", "frame"], [
             Column(np.full(n, sid, np.int32), "int4"), Column(c["link_id"], "int8"), Column(c["source_id"], "int8"),
             Column(c["target_id"], "int8"), Column(c["frame_gap"].astype(np.int32), "int4")]
-            + [Column(c[k], "float8", np.isnan(c[k])) for k in ("time_gap", "dx", "dy", "dz")])
+            + [Column(c[k], "float8", np.isnan(c[k])) for k in ("time_gap", "dx", "dy", "dz")]
+            + [Column(c["track_id"].astype(np.int32), "int4", c["track_id"] < 0),
+               Column(c["frame"].astype(np.int32), "int4")])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if not blocks:
@@ -533,8 +536,10 @@ def _link_columns(t: TrackTables, frames: np.ndarray) -> dict[str, np.ndarray]:
     f = t.positions["frame"]
     fs, fd = f[s], f[d]
     x, y, z = t.positions["x"], t.positions["y"], t.pos("z")
+    tid = t.pos("track_id")
     out = {"link_id": np.arange(t.n_links, dtype=np.int64), "source_id": s, "target_id": d,
-           "frame_gap": (fd - fs).astype(np.int64), "dx": x[d] - x[s], "dy": y[d] - y[s], "dz": z[d] - z[s]}
+           "frame_gap": (fd - fs).astype(np.int64), "dx": x[d] - x[s], "dy": y[d] - y[s], "dz": z[d] - z[s],
+           "track_id": np.where(tid[s] == tid[d], tid[s], -1), "frame": fs}
     time_ = t.frames.get("time")
     if time_ is not None and len(frames):
         order = np.argsort(frames, kind="stable")
@@ -544,7 +549,8 @@ def _link_columns(t: TrackTables, frames: np.ndarray) -> dict[str, np.ndarray]:
         out["time_gap"] = out["frame_gap"] * float(t.session.frame_interval)
     else:
         out["time_gap"] = np.full(t.n_links, np.nan)
-    return {k: out[k] for k in ("link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy", "dz")}
+    return {k: out[k] for k in ("link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy", "dz",
+                                "track_id", "frame")}
 
 
 def _filled(col, fill):
