@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import examples
 from trackstore.cli import app
+from trackstore.db import head_revision
 from trackstore.store import Store
 
 runner = CliRunner()
@@ -106,7 +107,7 @@ def test_cli_unknown_session(filled, tmp_path):
 def test_cli_info_store_and_session(filled):
     r = run("info", "--db", filled)
     assert r.exit_code == 0, r.stderr
-    assert "schema:    revision 0001" in r.stdout and f"sessions:  {len(examples.ALL)} rows" in r.stdout
+    assert f"schema:    revision {head_revision()}" in r.stdout and f"sessions:  {len(examples.ALL)} rows" in r.stdout
     r = run("info", "division", "--db", filled)
     assert r.exit_code == 0, r.stderr
     assert "n_positions:     7" in r.stdout and "group = even" in r.stdout
@@ -135,9 +136,9 @@ def test_cli_copy_between_stores(filled, tmp_path):
 def test_cli_upgrade_new_and_current(tmp_path):
     db = tmp_path / "u.duckdb"
     r = run("upgrade", "--db", db)
-    assert r.exit_code == 0 and "from revision none (new store) to 0001" in r.stdout
+    assert r.exit_code == 0 and f"from revision none (new store) to {head_revision()}" in r.stdout
     r = run("upgrade", "--db", db)
-    assert r.exit_code == 0 and "up to date (revision 0001)" in r.stdout
+    assert r.exit_code == 0 and f"up to date (revision {head_revision()})" in r.stdout
 
 
 def test_cli_store_from_environment(filled, monkeypatch):
