@@ -176,7 +176,7 @@ class RunFailed(Exception):
 
 
 def parse(path: Path, split: list[tuple[str, ...]] | None, consume: Callable[[Document], Any], *,
-          chunk_bytes: int = CHUNK_BYTES) -> Any:
+          chunk_bytes: int | None = None) -> Any:
     """Parse an ``.aut``/``.json`` file and pass it to ``consume``; returns what ``consume`` returns.
 
     The arrays at the key paths ``split`` are handed out in runs (see the module doc). ``consume``
@@ -192,6 +192,7 @@ def parse(path: Path, split: list[tuple[str, ...]] | None, consume: Callable[[Do
             raise ParseError(f"cannot read the file: {e.strerror or e}", path=path) from e
 
     raw: bytes | None = read()
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     parsers = [orjson.loads, _loads_std] if orjson is not None else [_loads_std]
     can_split = bool(split) and b'\\"' not in raw
     strategies = [(loads, s) for loads in parsers for s in ((True, False) if can_split else (False,))]

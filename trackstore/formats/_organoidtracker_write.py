@@ -473,6 +473,12 @@ def write_aut(t: TrackTables, path: Path, *, overwrite: bool, version: str, gaps
         g.xyz[:, 2] = np.where(np.isnan(g.xyz[:, 2]), 0.0, g.xyz[:, 2])  # 2D: z = 0, as OrganoidTracker's CTC import
     if trailing_null is None:
         trailing_null = bool(m.session.get("link_meta_before_trailing_null", False))
+    if version == "v2":
+        nulls = sum(int(sum(v is None for v in b.values.tolist())) for b in m.position + m.link
+                    if b.values.dtype.kind == "O")
+        if nulls:
+            _warn(f"{nulls} null metadata value(s) written as absent: v2 column lists cannot tell a null "
+                  "from a missing value (v1 can)")
 
     order = m.session.get("key_order")
     own = isinstance(order, list)
