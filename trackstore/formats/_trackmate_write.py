@@ -530,10 +530,12 @@ class _Writer:
         nframes = int(frames.max()) + 1 if len(frames) else 1
 
         def extent(v, col: str) -> int:
+            """Pixels along one axis: the session's image size, else what the positions span."""
             if v is not None:
                 return int(v)
             c = t.pos(col)
-            return int(np.ceil(np.nanmax(c))) + 1 if self.n and np.isfinite(c).any() else 1
+            c = c[np.isfinite(c)]
+            return int(min(max(np.ceil(c.max()) + 1, 1), 2**31 - 1)) if len(c) else 1
 
         w, h = extent(info.image_size[0], "x"), extent(info.image_size[1], "y")
         d = extent(info.image_size[2], "z") if t.is_3d or info.image_size[2] else 1

@@ -9,8 +9,8 @@ lxml when it is installed and on the standard library's expat parser otherwise.
 
 Safety: TrackMate never writes a DTD, so a file whose prolog declares one (``<!DOCTYPE``, hence
 ``<!ENTITY``) is refused before any parser sees it; that stops entity expansion ("billion laughs")
-and external entities (XXE) with either parser. lxml is also told not to resolve entities, load a
-DTD or touch the network, and both parsers call :meth:`_Collector.doctype`, which refuses too.
+and external entities (XXE) with either parser. lxml is also told not to load a DTD, resolve external
+entities or touch the network, and both parsers call :meth:`_Collector.doctype`, which refuses too.
 """
 
 from __future__ import annotations
@@ -424,8 +424,7 @@ def parse(path: Path, *, use_lxml: bool | None = None) -> RawTrackMate:
     if lx and _lxml is None:
         raise ParseError("lxml is not installed", path=path, hint="pip install 'trackstore[trackmate]'")
     if lx:
-        parser = _lxml.XMLParser(target=target, resolve_entities=False, no_network=True, load_dtd=False,
-                                 huge_tree=False, remove_comments=True, remove_pis=True)
+        parser = _lxml_parser(target)
         syntax_errors: tuple[type[BaseException], ...] = (_lxml.XMLSyntaxError,)
     else:
         parser = _stdlib_et.XMLParser(target=target)
@@ -446,6 +445,18 @@ def parse(path: Path, *, use_lxml: bool | None = None) -> RawTrackMate:
     raw.spots.finish()
     raw.edges.finish()
     return raw
+
+
+def _lxml_parser(target: _Collector):
+    # Entities are resolved because libxml2 otherwise hands "&amp;" in attribute values to a
+    # target as "&#38;". That is safe here: check_prolog has refused any DTD, so only the
+    # predefined entities and character references remain ("internal" where lxml has it).
+    opts = dict(target=target, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True,
+                remove_pis=True)
+    try:
+        return _lxml.XMLParser(resolve_entities="internal", **opts)
+    except (TypeError, ValueError):  # lxml < 5
+        return _lxml.XMLParser(resolve_entities=True, **opts)
 
 
 def _syntax_message(e: BaseException) -> str:
