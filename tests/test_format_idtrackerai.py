@@ -153,11 +153,11 @@ def test_idtrackerai_h5_maps_to_model(real_arrays):
     assert list(t.tracks["name"]) == [str(i) for i in range(1, 9)]
     assert list(t.tracks["identity"]) == list(range(1, 9))
     assert list(t.tracks["lineage_id"]) == list(range(8))
-    # frame-major order, animal k is track k
-    f, k = np.nonzero(valid)
+    # track-major order (animal by animal, frames ascending), animal k is track k
+    k, f = np.nonzero(valid.T)
     assert np.array_equal(t.positions["frame"], f) and np.array_equal(t.positions["track_id"], k)
-    assert np.array_equal(t.positions["x"], traj[:, :, 0][valid])
-    assert np.array_equal(t.positions["quality"], prob[:, :, 0][valid], equal_nan=True)
+    assert np.array_equal(t.positions["x"], traj[f, k, 0])
+    assert np.array_equal(t.positions["quality"], prob[f, k, 0], equal_nan=True)
     # gap closed = finite position with NaN probability (6.x, identity model ran)
     assert int((t.positions["origin"] == GAP).sum()) == int(np.isnan(prob[:, :, 0][valid]).sum()) > 0
     assert np.array_equal(t.frames["frame"], np.arange(508))

@@ -389,10 +389,14 @@ class _DuckDBBulk(_Bulk):
                          [sid])
 
     def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
-        if t.n_links:
-            self._insert("links", _link_columns(t, frames),
-                         "?, link_id, source_id, target_id, frame_gap, time_gap, dx, dy, dz, "
-                         "CASE WHEN track_id < 0 THEN NULL ELSE track_id END, frame", [sid])
+        if not t.n_links:
+            return
+        cols = _link_columns(t, frames)
+        src = {k: v for k, v in cols.items() if v is not None}
+        sel = ["?", "link_id", "source_id", "target_id", "frame_gap", "time_gap" if "time_gap" in src else "NULL",
+               "dx", "dy", "dz" if "dz" in src else "NULL", "CASE WHEN track_id < 0 THEN NULL ELSE track_id END",
+               "frame"]
+        self._insert("links", src, ", ".join(sel), [sid])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if blocks:
@@ -482,7 +486,8 @@ class _PostgresBulk(_Bulk):
                              "dz", "track_id", "frame"], [
             Column(np.full(n, sid, np.int32), "int4"), Column(c["link_id"], "int8"), Column(c["source_id"], "int8"),
             Column(c["target_id"], "int8"), Column(c["frame_gap"].astype(np.int32), "int4")]
-            + [Column(c[k], "float8", np.isnan(c[k])) for k in ("time_gap", "dx", "dy", "dz")]
+            + [Column(c[k], "float8", np.isnan(c[k])) if c[k] is not None
+               else Column(np.zeros(n), "float8", np.ones(n, bool)) for k in ("time_gap", "dx", "dy", "dz")]
             + [Column(c["track_id"].astype(np.int32), "int4", c["track_id"] < 0),
                Column(c["frame"].astype(np.int32), "int4")])
 
@@ -531,26 +536,38 @@ def _tracks_arrow(t: TrackTables) -> pa.Table:
     })
 
 
-def _link_columns(t: TrackTables, frames: np.ndarray) -> dict[str, np.ndarray]:
+def _link_columns(t: TrackTables, frames: np.ndarray) -> dict[str, np.ndarray | None]:
+    """Each link's geometry, vectorized: gathers from the position columns, no per-link Python.
+
+    ``dz`` is None for 2D sessions (stored as NULL without building an all-NaN column), and the
+    time gap indexes the frame times directly when frames are contiguous (the usual case).
+    """
     s, d = t.links["source_id"], t.links["target_id"]
     f = t.positions["frame"]
     fs, fd = f[s], f[d]
-    x, y, z = t.positions["x"], t.positions["y"], t.pos("z")
+    x, y = t.positions["x"], t.positions["y"]
     tid = t.pos("track_id")
-    out = {"link_id": np.arange(t.n_links, dtype=np.int64), "source_id": s, "target_id": d,
-           "frame_gap": (fd - fs).astype(np.int64), "dx": x[d] - x[s], "dy": y[d] - y[s], "dz": z[d] - z[s],
-           "track_id": np.where(tid[s] == tid[d], tid[s], -1), "frame": fs}
+    ts = tid[s]
+    gap = fd - fs
+    out: dict[str, np.ndarray | None] = {
+        "link_id": np.arange(t.n_links, dtype=np.int64), "source_id": s, "target_id": d,
+        "frame_gap": gap.astype(np.int32), "time_gap": None, "dx": x[d] - x[s], "dy": y[d] - y[s],
+        "dz": (t.positions["z"][d] - t.positions["z"][s]) if t.is_3d else None,
+        "track_id": np.where(ts == tid[d], ts, -1).astype(np.int32), "frame": fs.astype(np.int32),
+    }
     time_ = t.frames.get("time")
     if time_ is not None and len(frames):
-        order = np.argsort(frames, kind="stable")
-        fr, tm = frames[order], np.asarray(time_, np.float64)[order]
-        out["time_gap"] = tm[np.searchsorted(fr, fd)] - tm[np.searchsorted(fr, fs)]
+        tm = np.asarray(time_, np.float64)
+        f0 = int(frames[0])
+        if len(frames) == int(frames[-1]) - f0 + 1 and np.all(np.diff(frames) == 1):
+            out["time_gap"] = tm[fd - f0] - tm[fs - f0]
+        else:
+            order = np.argsort(frames, kind="stable")
+            fr, tm = frames[order], tm[order]
+            out["time_gap"] = tm[np.searchsorted(fr, fd)] - tm[np.searchsorted(fr, fs)]
     elif t.session.frame_interval:
-        out["time_gap"] = out["frame_gap"] * float(t.session.frame_interval)
-    else:
-        out["time_gap"] = np.full(t.n_links, np.nan)
-    return {k: out[k] for k in ("link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy", "dz",
-                                "track_id", "frame")}
+        out["time_gap"] = gap * float(t.session.frame_interval)
+    return out
 
 
 def _filled(col, fill):

@@ -147,12 +147,20 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     fps = _fps(attrs.get("frames_per_second"))
 
     valid = ~(np.isnan(traj[:, :, 0]) & np.isnan(traj[:, :, 1]))
-    # boolean indexing of broadcast grids is the fastest way to list the cells frame-major
-    frame = np.broadcast_to(np.arange(n_frames, dtype=np.int64)[:, None], valid.shape)[valid]
-    col = np.broadcast_to(np.arange(n_animals, dtype=np.int64)[None, :], valid.shape)[valid]
-    x = _canon(traj[:, :, 0][valid])
-    y = _canon(traj[:, :, 1][valid])
-    quality = _canon(idp[:, :, 0][valid]) if idp is not None and idp.ndim == 3 and \
+    # Positions are listed animal by animal (track-major): consecutive positions of one animal
+    # are then neighbours, so links are (i, i + 1) and the store's link geometry reads memory
+    # sequentially. Boolean indexing of the transposed grid costs little more than frame-major.
+    valid_t = np.ascontiguousarray(valid.T)
+
+    def take(grid: np.ndarray) -> np.ndarray:
+        """The cells of an (F, N) grid that hold a position, in position order."""
+        return grid.T[valid_t]
+
+    frame = take(np.broadcast_to(np.arange(n_frames, dtype=np.int64)[:, None], valid.shape))
+    col = take(np.broadcast_to(np.arange(n_animals, dtype=np.int64)[None, :], valid.shape))
+    x = _canon(take(traj[:, :, 0]))
+    y = _canon(take(traj[:, :, 1]))
+    quality = _canon(take(idp[:, :, 0])) if idp is not None and idp.ndim == 3 and \
         idp.shape[:2] == (n_frames, n_animals) and idp.shape[2] == 1 else None
     origin = np.zeros(len(frame), np.int8)
     patches: dict[str, dict] = {}
@@ -174,7 +182,7 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
             read_files += b.files
             bt = b.data["trajectories"]
             if bt.shape == traj.shape:
-                changed = _cell_differs(traj, bt)[valid]
+                changed = take(_cell_differs(traj, bt))
                 origin[changed] = _VAL
             others.append((base, b))
             rules[base] = [_OBS, _GAP] if base in _NO_GAPS_VARIANTS else [_OBS]
@@ -183,7 +191,7 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
                 if gaps is not None:
                     g = files.load(found, by_variant[gaps][0], max_bytes=max_bytes)
                     read_files += g.files
-                    _mark_gap_closed(origin, g.data["trajectories"], traj.shape, valid)
+                    _mark_gap_closed(origin, g.data["trajectories"], traj.shape, take)
                     others.append((gaps, g))
                     rules[gaps] = [_OBS]
     elif primary in _NO_GAPS_VARIANTS:
@@ -191,7 +199,7 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
         if gaps is not None:
             g = files.load(found, by_variant[gaps][0], max_bytes=max_bytes)
             read_files += g.files
-            _mark_gap_closed(origin, g.data["trajectories"], traj.shape, valid)
+            _mark_gap_closed(origin, g.data["trajectories"], traj.shape, take)
             others.append((gaps, g))
             rules[gaps] = [_OBS]
         elif quality is not None:
@@ -218,7 +226,7 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     del traj, idp
     src.data.pop("trajectories", None)
     src.data.pop("id_probabilities", None)
-    tables.links = _links(valid, col)
+    tables.links = _links(col)
     del valid
     labels = attrs.get("identities_labels")
     names = np.empty(n_animals, dtype=object)
@@ -345,11 +353,11 @@ def _cell_differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (ua[:, :, 0] != ub[:, :, 0]) | (ua[:, :, 1] != ub[:, :, 1])
 
 
-def _mark_gap_closed(origin, gaps_traj: np.ndarray, shape, valid: np.ndarray) -> None:
+def _mark_gap_closed(origin, gaps_traj: np.ndarray, shape, take) -> None:
     """Positions missing from the with-gaps file were filled by idtracker.ai's gap closing."""
     if gaps_traj.shape != shape:
         return
-    missing = (np.isnan(gaps_traj[:, :, 0]) & np.isnan(gaps_traj[:, :, 1]))[valid]
+    missing = take(np.isnan(gaps_traj[:, :, 0]) & np.isnan(gaps_traj[:, :, 1]))
     origin[missing & (origin == _OBS)] = _GAP
 
 
@@ -360,28 +368,10 @@ def _mark_by_probability(origin, quality: np.ndarray, idp) -> None:
     origin[np.isnan(quality) & (origin == _OBS)] = _GAP
 
 
-def _links(valid: np.ndarray, col: np.ndarray) -> dict[str, np.ndarray]:
-    """Consecutive positions of each animal, without a sort.
-
-    Positions are numbered frame-major; a counting sort by column (rank of a position within
-    its column = running count down the column) lists them animal by animal, and neighbours
-    in that list are linked unless they belong to different animals.
-    """
-    n = len(col)
-    if n < 2:
-        return {"source_id": np.empty(0, np.int64), "target_id": np.empty(0, np.int64)}
-    counts = np.count_nonzero(valid, axis=0)
-    offs = np.zeros(valid.shape[1] + 1, np.int64)
-    np.cumsum(counts, out=offs[1:])
-    dest = np.cumsum(valid, axis=0, dtype=np.int64 if n >= 2**31 else np.int32)[valid]
-    dest += offs[:-1][col] - 1
-    order = np.empty(n, np.int64)
-    order[dest] = np.arange(n, dtype=np.int64)
-    del dest
-    same = np.ones(n - 1, bool)
-    ends = offs[1:-1] - 1  # last position of each animal (but the last animal)
-    same[ends[(ends >= 0) & (ends < n - 1)]] = False
-    return {"source_id": order[:-1][same], "target_id": order[1:][same]}
+def _links(col: np.ndarray) -> dict[str, np.ndarray]:
+    """Consecutive positions of each animal: positions are track-major, so ``i -> i + 1`` within a column."""
+    src = np.flatnonzero(col[1:] == col[:-1])
+    return {"source_id": src, "target_id": src + 1}
 
 
 def _layout_name(found: files.Found, by_variant: dict, version_major: str) -> str:
