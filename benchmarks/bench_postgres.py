@@ -44,8 +44,9 @@ print(json.dumps({"seconds": dt, "positions": int(len(f)), "peak_mb": peak_mb()}
 """
 
 INGEST = r"""
-from trackstore import open_store, ingest
+from trackstore import open_store, ingest, upgrade
 path, url = sys.argv[1], sys.argv[2]
+upgrade(url)  # the store exists already
 t0 = time.perf_counter()
 with open_store(url) as store:
     rep = ingest(store, [path])[0]
@@ -66,9 +67,8 @@ SPEED = r"""
 import sqlalchemy as sa
 from trackstore.store import Store
 url = sys.argv[1]
-q = sa.text('''SELECT p.session_id, p.track_id, avg(sqrt(l.dx * l.dx + l.dy * l.dy) / l.time_gap) AS mean_speed
-       FROM links l JOIN positions p ON p.session_id = l.session_id AND p.position_id = l.source_id
-       WHERE l.frame_gap = 1 GROUP BY p.session_id, p.track_id''')
+q = sa.text('''SELECT session_id, track_id, avg(speed) AS mean_speed
+       FROM track_steps WHERE frame_gap = 1 GROUP BY session_id, track_id''')
 with Store(url, read_only=True) as s, s.connect() as c:
     c.execute(q).fetchall()  # warm
     t0 = time.perf_counter(); rows = c.execute(q).fetchall(); dt = time.perf_counter() - t0

@@ -374,10 +374,17 @@ class _DuckDBBulk(_Bulk):
             if name not in p:
                 cols.append(f"{_ORIGIN_LIST_SQL}[1]" if name == "origin" else "NULL")
                 continue
-            src[name] = p[name]
+            col = p[name]
             if name == "origin":
+                lo, hi = (int(col.min()), int(col.max())) if n else (0, 0)
+                if lo == hi:  # one origin for all (the usual case): a constant, not a per-row lookup
+                    cols.append(f"'{ORIGINS[lo]}'")
+                    continue
+                src[name] = col
                 cols.append(f"{_ORIGIN_LIST_SQL}[origin + 1]")
-            elif null_when is not None:
+                continue
+            src[name] = col
+            if null_when is not None and (col == null_when).any():
                 cols.append(f"CASE WHEN {name} = {null_when} THEN NULL ELSE {name} END")
             else:
                 cols.append(name)  # NaN -> NULL is done by DuckDB's numpy scan
@@ -393,9 +400,10 @@ class _DuckDBBulk(_Bulk):
             return
         cols = _link_columns(t, frames)
         src = {k: v for k, v in cols.items() if v is not None}
+        between = bool((src["track_id"] < 0).any())
         sel = ["?", "link_id", "source_id", "target_id", "frame_gap", "time_gap" if "time_gap" in src else "NULL",
-               "dx", "dy", "dz" if "dz" in src else "NULL", "CASE WHEN track_id < 0 THEN NULL ELSE track_id END",
-               "frame"]
+               "dx", "dy", "dz" if "dz" in src else "NULL",
+               "CASE WHEN track_id < 0 THEN NULL ELSE track_id END" if between else "track_id", "frame"]
         self._insert("links", src, ", ".join(sel), [sid])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
