@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ except ImportError:  # pragma: no cover - exercised only where orjson is missing
 SENTINEL = "\x00trackstore:removed-run\x00"
 _SENTINEL_JSON = json.dumps(SENTINEL).encode()
 #: Bytes of elements per parsed run: small enough for bounded memory, big enough to amortise calls.
-CHUNK_BYTES = 2_000_000
+CHUNK_BYTES = 512_000
 _FIRST_KEY = re.compile(rb'\{\s*"([^"\\]*)"\s*:')
 
 
@@ -81,13 +82,13 @@ class Document:
 
     top: Any
     runs: dict[tuple[str, ...], list[tuple[int, int]]] = field(default_factory=dict)
-    raw: bytes = b""
+    raw: bytearray = field(default_factory=bytearray)
     loads: Callable[[bytes], Any] = _loads_std
     path: str = ""
 
     def release(self) -> None:
         """Drop the file's bytes (call once every split array was walked)."""
-        self.raw = b""
+        self.raw = bytearray()
 
     def elements(self, *path: str) -> Iterator[list]:
         """Yield the array at ``path`` as consecutive lists of elements (runs, then the tail)."""
@@ -97,23 +98,32 @@ class Document:
         arr = node.get(path[-1]) if isinstance(node, dict) else None
         runs = self.runs.get(path)
         if runs:
+            raw = self.raw
+            view = memoryview(raw)
             for start, end in runs:
+                # parse the run in place: the bytes around it (a "," "[" or blank before, a "," or blank
+                # after) become "[" and "]" for the call, then get their old values back
+                before, after = raw[start - 1], raw[end]
+                raw[start - 1], raw[end] = 0x5B, 0x5D
                 try:
-                    part = self.loads(b"[" + self.raw[start:end] + b"]")
+                    part = self.loads(view[start - 1:end + 1])
                 except ValueError as e:
                     raise RunFailed(str(e)) from e
+                finally:
+                    raw[start - 1], raw[end] = before, after
                 yield part
+            del view
             yield arr[1:]
         elif isinstance(arr, list):
             yield arr
 
 
-def _find_value(raw: bytes, key: str, start: int) -> re.Match | None:
+def _find_value(raw: bytearray, key: str, start: int) -> re.Match | None:
     pat = re.compile(rb'"' + re.escape(key.encode()) + rb'"\s*:\s*\[\s*')
     return pat.search(raw, start)
 
 
-def _plan(raw: bytes, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tuple[tuple[str, ...], list, list]]:
+def _plan(raw: bytearray, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tuple[tuple[str, ...], list, list]]:
     """Find the runs to cut out of each array: ``(path, starts, ends)`` per split array."""
     plans = []
     pos = 0
@@ -144,17 +154,17 @@ def _plan(raw: bytes, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tu
     return plans
 
 
-def _parse_split(raw: bytes, paths: list[tuple[str, ...]], loads, chunk_bytes: int, name: str) -> Document:
+def _parse_split(raw: bytearray, paths: list[tuple[str, ...]], loads, chunk_bytes: int, name: str) -> Document:
     plans = _plan(raw, paths, chunk_bytes)
     if not plans:
         return Document(top=loads(raw), loads=loads, path=name)
     pieces, last = [], 0
     runs: dict[tuple[str, ...], list[tuple[int, int]]] = {}
     for path, starts, ends in plans:
-        pieces += [raw[last:starts[0]], _SENTINEL_JSON, b","]
+        pieces += [bytes(raw[last:starts[0]]), _SENTINEL_JSON, b","]
         last = starts[-1]
         runs[path] = list(zip(starts[:-1], ends))
-    pieces.append(raw[last:])
+    pieces.append(bytes(raw[last:]))
     top = loads(b"".join(pieces))
     # every sentinel must be first in the array we meant to cut, and appear nowhere else
     found = 0
@@ -185,13 +195,20 @@ def parse(path: Path, split: list[tuple[str, ...]] | None, consume: Callable[[Do
     Raises:
         ParseError: The file cannot be read or is not valid JSON (the message gives line and column).
     """
-    def read() -> bytes:
+    def read() -> bytearray:
         try:
-            return Path(path).read_bytes()
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                buf = bytearray(size)
+                n = f.readinto(buf)
+                if n != size:
+                    del buf[n:]
+                    buf += f.read()
+                return buf
         except OSError as e:
             raise ParseError(f"cannot read the file: {e.strerror or e}", path=path) from e
 
-    raw: bytes | None = read()
+    raw: bytearray | None = read()
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     parsers = [orjson.loads, _loads_std] if orjson is not None else [_loads_std]
     can_split = bool(split) and b'\\"' not in raw

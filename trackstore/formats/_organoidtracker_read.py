@@ -102,7 +102,7 @@ class _Column:
             values = np.concatenate([p.astype(object) for p in self.parts if len(p)])
         if owner_of is not None:
             owners = owner_of[owners]
-            if len(np.unique(owners)) != len(owners):
+            if len(owners) and np.bincount(owners).max() > 1:
                 # two entries for one owner (a duplicated node): the later one wins, as in OrganoidTracker
                 _, first = np.unique(owners[::-1], return_index=True)
                 pick = np.sort(len(owners) - 1 - first)
@@ -209,7 +209,10 @@ class _Index:
         if not n or not len(q):
             return out
         hq = q.hash()
-        ic = np.minimum(np.searchsorted(self.hs, hq), n - 1)
+        qo = np.argsort(hq)  # sorted queries walk the table in order: far fewer cache misses
+        ic = np.empty(len(q), dtype=np.int64)
+        ic[qo] = np.searchsorted(self.hs, hq[qo])
+        np.minimum(ic, n - 1, out=ic)
         cand = self.order[ic]
         same_h = self.hs[ic] == hq
         allq = np.arange(len(q))
@@ -655,9 +658,11 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
                 raise ParseError(f"{pos_key}: {ts!r} is not a time point", path=path) from None
             if not isinstance(coords, list):
                 raise ParseError(f"{pos_key}[{ts!r}] is not a list", path=path)
-            if all(isinstance(c, list) and len(c) == 3 for c in coords):
+            try:
                 a = _xyz(coords, f"{pos_key}[{ts!r}]", path)
-            else:  # old files keep shape data after z: keep it aside
+            except ParseError:  # old files keep shape data after z: keep it aside
+                a = None
+            if a is None:
                 rows = []
                 for i, c in enumerate(coords):
                     if not isinstance(c, list) or len(c) < 3:
@@ -686,7 +691,7 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
         off = 0
         for run in doc.elements("links", "nodes"):
             try:
-                a = np.array(list(map(_XYZT, map(itemgetter("id"), run))), dtype=np.float64).reshape(-1, 4)
+                a = _numbers(map(_XYZT, map(itemgetter("id"), run)), len(run))
             except (KeyError, TypeError, ValueError) as e:
                 raise ParseError(f"links.nodes: {_bad_node(run, off)}", path=path) from e
             node_l.append(a)
@@ -696,8 +701,8 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
         off = 0
         for run in doc.elements("links", "links"):
             try:
-                s = np.array(list(map(_XYZT, map(itemgetter("source"), run))), dtype=np.float64).reshape(-1, 4)
-                d = np.array(list(map(_XYZT, map(itemgetter("target"), run))), dtype=np.float64).reshape(-1, 4)
+                s = _numbers(map(_XYZT, map(itemgetter("source"), run)), len(run))
+                d = _numbers(map(_XYZT, map(itemgetter("target"), run)), len(run))
             except (KeyError, TypeError, ValueError) as e:
                 raise ParseError(f"links.links: {_bad_link(run, off)}", path=path) from e
             src_l.append(s)
@@ -722,7 +727,13 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
     n_nodes, n_links = len(nodes), len(ls)
     del nodes, ls, ld
     qkeys = _Keys(all_frame, all_xyz)
-    idx = _Index(_Keys(pf, pxyz)).find(qkeys)
+    pkeys = _Keys(pf, pxyz)
+    if n_nodes == n_list and n_nodes and all(np.array_equal(a[:n_nodes], b) for a, b in zip(qkeys.cols, pkeys.cols)):
+        # the usual v1 file: one node per listed position, in the same order
+        idx = np.concatenate([np.arange(n_nodes, dtype=np.int64),
+                              _Index(pkeys).find(qkeys.take(np.arange(n_nodes, len(all_frame))))])
+    else:
+        idx = _Index(pkeys).find(qkeys)
     miss = np.flatnonzero(idx < 0)
     extra = np.empty(0, np.int64)
     if len(miss):
@@ -797,6 +808,11 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
         blocks += _lineage_blocks(sorted(lineage.items()), lin, roots=_roots(len(kept), track_of_pos[target][cross]))
     t.metadata = blocks
     return t
+
+
+def _numbers(rows, n: int) -> np.ndarray:
+    """(n, 4) float64 from n tuples of numbers (x, y, z, time point); raises on anything else."""
+    return np.array(list(rows), dtype=np.float64).reshape(n, 4)
 
 
 def _dense(lab: np.ndarray) -> np.ndarray:
