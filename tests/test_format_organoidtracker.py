@@ -560,3 +560,37 @@ def test_organoidtracker_random_forests_roundtrip(tmp_path):
             write_quietly(t, out, version=version)
             back = ot.read(out)
             assert canonical(back) == canonical(t), (trial, version)
+
+
+def test_organoidtracker_real_idtracker_session_to_aut(tmp_path):
+    """A real idtracker.ai session (20 fish, many NaN gaps): one AUT track per identity, gaps counted."""
+    it = pytest.importorskip("trackstore.formats.idtrackerai")
+    t = it.read(Path(__file__).parent / "data" / "idtrackerai" / "MoveR_SampleData" / "2602_ISA3080_Low_5.npy")
+    f, s, d = t.positions["frame"], t.links["source_id"], t.links["target_id"]
+    n_gaps, n_skipped = int((f[d] - f[s] > 1).sum()), int((f[d] - f[s] - 1).clip(0).sum())
+    assert n_gaps > 1000
+    w = write_quietly(t, tmp_path / "fish.aut")
+    assert any(f"{n_gaps} link(s) skip time points" in str(x.message) and f"filled {n_skipped} time point(s)"
+               in str(x.message) for x in w)
+    d = load_json(tmp_path / "fish.aut")
+    assert [tr["lineage_meta"]["identity"] for tr in d["tracks"]] == list(range(1, 21))
+    back = ot.read(tmp_path / "fish.aut")
+    assert back.n_tracks == 20 and back.n_positions == t.n_positions + n_skipped
+    assert len(back.meta("position", "organoidtracker.not_in_positions")) == n_skipped
+    w = write_quietly(t, tmp_path / "split.aut", gaps="split")
+    assert len(load_json(tmp_path / "split.aut")["tracks"]) == 20 + n_gaps
+
+
+def test_organoidtracker_ingest_and_export_through_the_api(tmp_path):
+    import trackstore
+
+    src = DATA / "kitchen_sink.saved_by_organoidtracker.aut"
+    with trackstore.open_store(tmp_path / "s.duckdb") as store:
+        (rep,) = trackstore.ingest(store, [src], tags={"lab": "jvz"})
+        assert rep.status == "ingested" and rep.format == "organoidtracker"
+        assert rep.counts["positions"] == 7 and rep.counts["links"] == 5
+        again = trackstore.ingest(store, [src])
+        assert again[0].status == "skipped"  # same content: ingested once
+        paths, warned = trackstore.export(store, rep.session_id, "organoidtracker", tmp_path / "out.aut")
+    assert paths == [tmp_path / "out.aut"] and warned == []
+    assert strict_equal(free_order(load_json(src)), free_order(load_json(tmp_path / "out.aut"))) is None

@@ -65,7 +65,7 @@ class _Column:
         if len(self.pending) == 1:
             where, vals = self.pending[0]
         else:
-            vals = [v for _, seg in self.pending for v in seg]
+            vals = list(chain.from_iterable(seg for _, seg in self.pending))
             where = None
         owners = (np.arange(where, where + len(vals), dtype=np.int64) if isinstance(where, int)
                   else where if where is not None
@@ -199,8 +199,12 @@ class _Index:
     def __init__(self, keys: _Keys):
         self.keys = keys
         h = keys.hash()
-        self.order = np.argsort(h, kind="stable")
-        self.hs = h[self.order]
+        order = np.argsort(h)
+        hs = h[order]
+        if (hs[1:] == hs[:-1]).any():  # equal keys (or a collision): keep file order among them
+            order = np.argsort(h, kind="stable")
+            hs = h[order]
+        self.order, self.hs = order, hs
 
     def find(self, q: _Keys) -> np.ndarray:
         """Index of each query key, -1 where absent."""
