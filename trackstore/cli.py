@@ -303,10 +303,13 @@ def list_queries_cmd():
 
     Example: trackstore queries
     """
+    import textwrap
+
     from .queries import list_queries
 
     for q in list_queries():
-        typer.echo(f"{q.name}\n    {q.description}")
+        typer.echo(q.name)
+        typer.echo(textwrap.fill(q.description, width=100, initial_indent="    ", subsequent_indent="    "))
         if q.params:
             typer.echo("    params: " + ", ".join(f"{p.name} {p.type}{' (optional)' if p.optional else ''}"
                                                for p in q.params))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -221,6 +222,12 @@ class Store:
             n_links=tables.n_links,
         ))
         bulk = _bulk_for(conn)
+        with bulk.bounded_memory():
+            self._write_rows(bulk, session_id, tables, frames, tags)
+        return session_id
+
+    @staticmethod
+    def _write_rows(bulk, session_id: int, tables: TrackTables, frames: np.ndarray, tags) -> None:
         bulk.insert_frames(session_id, tables, frames)
         bulk.insert_positions(session_id, tables)
         bulk.insert_tracks(session_id, tables)
@@ -229,7 +236,6 @@ class Store:
         for k, v in (tags or {}).items():
             blocks.append(MetaBlock.scalar("tag", k, str(v)))
         bulk.insert_metadata(session_id, blocks)
-        return session_id
 
     # ---------------------------------------------------------------- read
     def read_session(self, session_ref: int | str, conn: sa.Connection | None = None) -> TrackTables:
@@ -284,6 +290,11 @@ _READ = {
 
 class _Bulk:
     """Shared read path: each table comes back as one Arrow table, then numpy columns."""
+
+    @contextmanager
+    def bounded_memory(self):
+        """Keep the engine's own memory small while a session is written (no-op by default)."""
+        yield
 
     def arrow(self, sql: str, types: dict[str, pa.DataType]) -> pa.Table:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -348,6 +359,18 @@ class _DuckDBBulk(_Bulk):
     def arrow(self, sql: str, types: dict[str, pa.DataType]) -> pa.Table:
         return self.raw.execute(sql).to_arrow_table()
 
+    @contextmanager
+    def bounded_memory(self):
+        """DuckDB keeps every block an uncommitted insert wrote in memory up to its limit (80 % of
+        RAM by default); a small limit makes it write them to the file instead, at no cost in
+        speed (measured: 20 M rows, RSS 617 MB at 200 MB vs 866 MB at 500 MB, same time)."""
+        old = self.raw.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        self.raw.execute(f"SET memory_limit = '{_INGEST_MEMORY}'")
+        try:
+            yield
+        finally:
+            self.raw.execute(f"SET memory_limit = '{old}'")
+
     def _insert(self, table: str, src: Any, select: str, params: list | None = None) -> None:
         name = f"_ts_src_{table}"
         self.raw.register(name, src)
@@ -396,15 +419,13 @@ class _DuckDBBulk(_Bulk):
                          [sid])
 
     def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
-        if not t.n_links:
-            return
-        cols = _link_columns(t, frames)
-        src = {k: v for k, v in cols.items() if v is not None}
-        between = bool((src["track_id"] < 0).any())
-        sel = ["?", "link_id", "source_id", "target_id", "frame_gap", "time_gap" if "time_gap" in src else "NULL",
-               "dx", "dy", "dz" if "dz" in src else "NULL",
-               "CASE WHEN track_id < 0 THEN NULL ELSE track_id END" if between else "track_id", "frame"]
-        self._insert("links", src, ", ".join(sel), [sid])
+        for cols in _link_chunks(t, frames):  # chunks bound the temporary geometry arrays
+            src = {k: v for k, v in cols.items() if v is not None}
+            between = bool((src["track_id"] < 0).any())
+            sel = ["?", "link_id", "source_id", "target_id", "frame_gap",
+                   "time_gap" if "time_gap" in src else "NULL", "dx", "dy", "dz" if "dz" in src else "NULL",
+                   "CASE WHEN track_id < 0 THEN NULL ELSE track_id END" if between else "track_id", "frame"]
+            self._insert("links", src, ", ".join(sel), [sid])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if blocks:
@@ -484,12 +505,13 @@ class _PostgresBulk(_Bulk):
                 cp.write_row((sid, *row))  # tracks are few (one per animal/tracklet)
 
     def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
+        for c in _link_chunks(t, frames):
+            self._copy_links(sid, c)
+
+    def _copy_links(self, sid: int, c: dict) -> None:
         from ._pgcopy import Column
 
-        if not t.n_links:
-            return
-        c = _link_columns(t, frames)
-        n = t.n_links
+        n = len(c["link_id"])
         self._copy("links", ["session_id", "link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy",
                              "dz", "track_id", "frame"], [
             Column(np.full(n, sid, np.int32), "int4"), Column(c["link_id"], "int8"), Column(c["source_id"], "int8"),
@@ -544,13 +566,25 @@ def _tracks_arrow(t: TrackTables) -> pa.Table:
     })
 
 
-def _link_columns(t: TrackTables, frames: np.ndarray) -> dict[str, np.ndarray | None]:
+_INGEST_MEMORY = os.environ.get("TRACKSTORE_INGEST_MEMORY", "256MB")
+_LINK_CHUNK = 2_000_000
+
+
+def _link_chunks(t: TrackTables, frames: np.ndarray):
+    """Link columns in chunks of at most ``_LINK_CHUNK`` links (see :func:`_link_columns`)."""
+    for a in range(0, t.n_links, _LINK_CHUNK):
+        yield _link_columns(t, frames, slice(a, min(a + _LINK_CHUNK, t.n_links)))
+
+
+def _link_columns(t: TrackTables, frames: np.ndarray, part: slice | None = None) -> dict[str, np.ndarray | None]:
     """Each link's geometry, vectorized: gathers from the position columns, no per-link Python.
 
     ``dz`` is None for 2D sessions (stored as NULL without building an all-NaN column), and the
     time gap indexes the frame times directly when frames are contiguous (the usual case).
+    ``part`` selects a range of links (ids stay global).
     """
-    s, d = t.links["source_id"], t.links["target_id"]
+    part = part or slice(0, t.n_links)
+    s, d = t.links["source_id"][part], t.links["target_id"][part]
     f = t.positions["frame"]
     fs, fd = f[s], f[d]
     x, y = t.positions["x"], t.positions["y"]
@@ -558,7 +592,7 @@ def _link_columns(t: TrackTables, frames: np.ndarray) -> dict[str, np.ndarray | 
     ts = tid[s]
     gap = fd - fs
     out: dict[str, np.ndarray | None] = {
-        "link_id": np.arange(t.n_links, dtype=np.int64), "source_id": s, "target_id": d,
+        "link_id": np.arange(part.start, part.stop, dtype=np.int64), "source_id": s, "target_id": d,
         "frame_gap": gap.astype(np.int32), "time_gap": None, "dx": x[d] - x[s], "dy": y[d] - y[s],
         "dz": (t.positions["z"][d] - t.positions["z"][s]) if t.is_3d else None,
         "track_id": np.where(ts == tid[d], ts, -1).astype(np.int32), "frame": fs.astype(np.int32),

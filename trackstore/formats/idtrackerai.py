@@ -218,8 +218,9 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     tables.frames = {"frame": np.arange(n_frames, dtype=np.int64),
                      "time": (np.arange(n_frames) / fps) if fps else
                      (src.times.astype(np.float64) if src.times is not None else np.arange(n_frames, dtype=np.float64))}
-    pos = {"frame": frame.astype(np.int64, copy=False), "x": x, "y": y, "track_id": col.astype(np.int64, copy=False),
-           "origin": origin}
+    # int32 frames and tracks: half the memory of int64 for 10 M positions (the store takes any int)
+    pos = {"frame": frame.astype(np.int32), "x": x, "y": y, "track_id": col.astype(np.int32), "origin": origin}
+    del frame
     if quality is not None:
         pos["quality"] = quality
     tables.positions = pos
