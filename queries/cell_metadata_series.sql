@@ -17,6 +17,11 @@ WITH RECURSIVE selected AS (
                       AND (CAST(:tag_key AS VARCHAR) IS NULL OR g.key = CAST(:tag_key AS VARCHAR))
                       AND (CAST(:tag_value AS VARCHAR) IS NULL OR g.value = CAST(:tag_value AS VARCHAR))))
 ),
+edges AS MATERIALIZED (
+  SELECT DISTINCT tl.session_id, tl.parent_track_id, tl.child_track_id
+  FROM tracklet_links AS tl
+  JOIN selected AS sel ON sel.session_id = tl.session_id
+),
 history (session_id, track_id) AS (
   SELECT t.session_id, t.track_id
   FROM tracks AS t
@@ -26,7 +31,7 @@ history (session_id, track_id) AS (
   UNION
   SELECT h.session_id, tl.parent_track_id
   FROM history AS h
-  JOIN tracklet_links AS tl ON tl.session_id = h.session_id AND tl.child_track_id = h.track_id
+  JOIN edges AS tl ON tl.session_id = h.session_id AND tl.child_track_id = h.track_id
   WHERE CAST(:track_id AS INTEGER) IS NOT NULL
 ),
 cells AS (

@@ -15,12 +15,21 @@ WITH RECURSIVE selected AS (
                       AND (CAST(:tag_key AS VARCHAR) IS NULL OR g.key = CAST(:tag_key AS VARCHAR))
                       AND (CAST(:tag_value AS VARCHAR) IS NULL OR g.value = CAST(:tag_value AS VARCHAR))))
 ),
+summary AS MATERIALIZED (
+  SELECT ts.session_id, ts.track_id, ts.n_parents, ts.generation, ts.first_frame, ts.last_frame, ts.fate
+  FROM tracklet_summary AS ts
+  JOIN selected AS sel ON sel.session_id = ts.session_id
+),
 start AS (
   SELECT s.session_id, s.track_id
-  FROM tracklet_summary AS s
-  JOIN selected AS sel ON sel.session_id = s.session_id
+  FROM summary AS s
   WHERE (CAST(:track_id AS INTEGER) IS NULL AND s.n_parents = 0)
      OR s.track_id = CAST(:track_id AS INTEGER)
+),
+edges AS MATERIALIZED (
+  SELECT DISTINCT tl.session_id, tl.parent_track_id, tl.child_track_id
+  FROM tracklet_links AS tl
+  JOIN selected AS sel ON sel.session_id = tl.session_id
 ),
 walk (session_id, from_track_id, track_id, distance) AS (
   SELECT st.session_id, st.track_id, st.track_id, CAST(0 AS INTEGER)
@@ -28,11 +37,11 @@ walk (session_id, from_track_id, track_id, distance) AS (
   UNION
   SELECT w.session_id, w.from_track_id, tl.child_track_id, w.distance + 1
   FROM walk AS w
-  JOIN tracklet_links AS tl ON tl.session_id = w.session_id AND tl.parent_track_id = w.track_id
+  JOIN edges AS tl ON tl.session_id = w.session_id AND tl.parent_track_id = w.track_id
 )
 SELECT w.session_id, w.from_track_id, w.track_id, min(w.distance) AS distance, s.generation,
        s.first_frame, s.last_frame, s.fate
 FROM walk AS w
-JOIN tracklet_summary AS s ON s.session_id = w.session_id AND s.track_id = w.track_id
+JOIN summary AS s ON s.session_id = w.session_id AND s.track_id = w.track_id
 GROUP BY w.session_id, w.from_track_id, w.track_id, s.generation, s.first_frame, s.last_frame, s.fate
 ORDER BY w.session_id, w.from_track_id, min(w.distance), s.first_frame, w.track_id

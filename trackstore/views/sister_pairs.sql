@@ -4,10 +4,15 @@
 -- With each sister's first frame, length, fate and complete cell cycle (NULL unless she divides),
 -- for sister-sister comparisons such as cell-cycle correlation.
 CREATE OR REPLACE VIEW sister_pairs AS
-WITH daughters AS (
+WITH summary AS (
+  SELECT ts.session_id, ts.track_id, ts.first_frame, ts.n_positions, ts.n_children, ts.fate, ts.cycle_frames,
+         ts.cycle_time
+  FROM tracklet_summary AS ts
+),
+daughters AS (
   SELECT DISTINCT tl.session_id, tl.parent_track_id, tl.child_track_id, tl.parent_frame
   FROM tracklet_links AS tl
-  JOIN tracklet_summary AS m
+  JOIN summary AS m
     ON m.session_id = tl.session_id AND m.track_id = tl.parent_track_id AND m.n_children >= 2
 )
 SELECT a.session_id, a.parent_track_id, a.parent_frame AS division_frame,
@@ -20,5 +25,5 @@ SELECT a.session_id, a.parent_track_id, a.parent_frame AS division_frame,
 FROM daughters AS a
 JOIN daughters AS b
   ON b.session_id = a.session_id AND b.parent_track_id = a.parent_track_id AND a.child_track_id < b.child_track_id
-JOIN tracklet_summary AS sa ON sa.session_id = a.session_id AND sa.track_id = a.child_track_id
-JOIN tracklet_summary AS sb ON sb.session_id = b.session_id AND sb.track_id = b.child_track_id
+JOIN summary AS sa ON sa.session_id = a.session_id AND sa.track_id = a.child_track_id
+JOIN summary AS sb ON sb.session_id = b.session_id AND sb.track_id = b.child_track_id

@@ -9,7 +9,11 @@
 -- division that divides: cycle_frames = last_frame - first_frame + 1 (frames from birth to the
 -- daughters' birth) and cycle_time = the daughters' first time - its first time, in time_unit.
 CREATE OR REPLACE VIEW tracklet_summary AS
-WITH span AS (
+WITH cross_links AS MATERIALIZED (
+  SELECT tl.session_id, tl.parent_track_id, tl.child_track_id, tl.child_frame
+  FROM tracklet_links AS tl
+),
+span AS (
   SELECT p.session_id, p.track_id, count(*) AS n_positions, min(p.frame) AS first_frame, max(p.frame) AS last_frame
   FROM positions AS p
   WHERE p.track_id IS NOT NULL
@@ -18,14 +22,14 @@ WITH span AS (
 parents AS (
   SELECT tl.session_id, tl.child_track_id AS track_id, count(DISTINCT tl.parent_track_id) AS n_parents,
          min(tl.parent_track_id) AS parent_track_id
-  FROM tracklet_links AS tl
+  FROM cross_links AS tl
   GROUP BY tl.session_id, tl.child_track_id
 ),
 children AS (
   SELECT tl.session_id, tl.parent_track_id AS track_id, count(DISTINCT tl.child_track_id) AS n_children,
          max(pa.n_parents) AS most_child_parents, min(tl.child_frame) AS children_first_frame,
          array_agg(DISTINCT tl.child_track_id ORDER BY tl.child_track_id) AS child_track_ids
-  FROM tracklet_links AS tl
+  FROM cross_links AS tl
   JOIN parents AS pa ON pa.session_id = tl.session_id AND pa.track_id = tl.child_track_id
   GROUP BY tl.session_id, tl.parent_track_id
 ),
