@@ -23,6 +23,7 @@ The mapping (see also the module docstring of :mod:`trackstore.formats.trackmate
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -135,11 +136,10 @@ class _Values:
         vals = to_int(chunks)
         if vals is None:
             for i, s in enumerate(s for c in chunks for s in c.to_pylist()):
-                try:
-                    int(s.strip())
-                except ValueError:
-                    raise ParseError(f"{self.describe(int(owners[i]))}: {key}={s!r} is not an integer",
-                                     path=self.path) from None
+                if not isinstance(s, int) and not (isinstance(s, str) and re.fullmatch(r"\s*[+-]?\d+\s*", s)):
+                    text = s if isinstance(s, str) else repr(s)
+                    raise ParseError(f"{self.describe(int(owners[i]))}: {key}={text!r} is not an integer",
+                                     path=self.path)
         return vals
 
     def feature(self, key: str, owners: np.ndarray, chunks, isint: bool) -> np.ndarray:

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised by forcing the fallback in t
 import xml.etree.ElementTree as _stdlib_et
 
 #: Rows of one attribute layout held as Python strings before they become numpy columns.
-_CHUNK = 32768
+_CHUNK = 16384
 _READ_BYTES = 1 << 20
 _MAX_DEPTH = 64  # TrackMate nests 6 deep; expat has no limit of its own
 
@@ -166,12 +166,14 @@ class Layout:
     """Elements that share one set of attribute names; their values become Arrow columns by chunk.
 
     The hot path only extends one flat list of strings per layout (``flat``); every ``_CHUNK``
-    rows it becomes one Arrow string array, sliced into columns with ``take`` (all in C).
+    rows it becomes one Arrow string array, sliced into columns with ``take`` and cast to
+    numbers where the kind is known (all in C), so only one chunk of text is ever held.
     """
 
-    def __init__(self, keys: tuple[str, ...]):
+    def __init__(self, keys: tuple[str, ...], rows: _Rows):
         self.keys = keys
         self.k = len(keys)
+        self.rows = rows
         if len(keys) > 1:
             self.get = itemgetter(*keys)
         elif keys:
@@ -180,21 +182,19 @@ class Layout:
             self.get = lambda d: ()
         self.flat: list[str] = []
         self.limit = _CHUNK * max(self.k, 1)
-        self.columns: list[list[pa.Array]] = [[] for _ in keys]  # string chunks per attribute
+        self.columns: list[list[pa.Array]] = [[] for _ in keys]  # chunks per attribute
         self.runs: list[list[int]] = []  # [first global index, count] of consecutive rows
 
     def flush(self) -> None:
         if not self.flat:
             return
         arr = pa.array(self.flat, pa.string())
-        self.flat = []
+        self.flat.clear()  # the same list: the parser target keeps a reference to it
         k = self.k
-        if k == 1:
-            self.columns[0].append(arr)
-            return
         n = len(arr) // k
-        for j in range(k):
-            self.columns[j].append(arr.take(pa.array(np.arange(j, n * k, k, dtype=np.int64))))
+        for j, key in enumerate(self.keys):
+            col = arr if k == 1 else arr.take(pa.array(np.arange(j, n * k, k, dtype=np.int64)))
+            self.columns[j].append(_typed(col, self.rows.kind(key)))
 
     def indices(self) -> np.ndarray:
         """Global element indices of this layout's rows, in row order."""
@@ -206,25 +206,53 @@ class Layout:
         return offs + np.arange(int(counts.sum()), dtype=np.int64)
 
     def column(self, key: str) -> list[pa.Array]:
-        """The string chunks of one attribute (after the last flush)."""
+        """The chunks of one attribute (after the last flush): int64, float64 or still text."""
         return self.columns[self.keys.index(key)]
 
 
-class _Rows:
-    """Elements of one kind (spots or edges) grouped by attribute layout, streamed into chunks."""
+def _typed(col: pa.Array, kind: str) -> pa.Array:
+    """A text column as int64/float64 when it parses as such, else unchanged (read errors come later)."""
+    if kind == "str":
+        return col
+    for typ in ((pa.int64(), pa.float64()) if kind == "int" else (pa.float64(),)):
+        try:
+            return col.cast(typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue
+    return col
 
-    def __init__(self):
+
+class _Rows:
+    """Elements of one kind (spots or edges) grouped by attribute layout, streamed into chunks.
+
+    Args:
+        ints: Attributes that are always integers (IDs).
+        texts: Attributes that are never numbers (the spot name).
+    """
+
+    def __init__(self, ints: tuple[str, ...] = (), texts: tuple[str, ...] = ()):
         self.layouts: dict[frozenset, Layout] = {}
         self.cur: Layout | None = None
         self.n = 0  # elements so far
         self._switches: list[tuple[int, Layout]] = []
+        self._ints, self._texts = set(ints), set(texts)
+        self.isint: dict[str, bool] | None = None  # from FeatureDeclarations, once seen
+
+    def kind(self, key: str) -> str:
+        if key in self._texts:
+            return "str"
+        if key in self._ints:
+            return "int"
+        if self.isint is None:  # no declarations yet: whether it is an int is unknown, keep the text
+            return "str"
+        return "int" if self.isint.get(key) else "float"
 
     def add_slow(self, attrib: dict[str, str]) -> None:
         """A row whose attribute names differ from the previous row's."""
         ks = frozenset(attrib)
         lay = self.layouts.get(ks)
         if lay is None:
-            lay = self.layouts[ks] = Layout(tuple(attrib))
+            lay = self.layouts[ks] = Layout(tuple(attrib), self)
         self.cur = lay
         self._switches.append((self.n, lay))
         lay.flat.extend(lay.get(attrib))
@@ -232,12 +260,15 @@ class _Rows:
         if len(lay.flat) >= lay.limit:
             lay.flush()
 
+    def flush(self) -> None:
+        for lay in self.layouts.values():
+            lay.flush()
+
     def finish(self) -> None:
         ends = [s for s, _ in self._switches[1:]] + [self.n]
         for (start, lay), end in zip(self._switches, ends):
             lay.runs.append([start, end - start])
-        for lay in self.layouts.values():
-            lay.flush()
+        self.flush()
 
 
 @dataclass
@@ -246,10 +277,10 @@ class RawTrackMate:
 
     root_attrib: dict[str, str] = field(default_factory=dict)
     model_attrib: dict[str, str] | None = None
-    spots: _Rows = field(default_factory=_Rows)
+    spots: _Rows = field(default_factory=lambda: _Rows(ints=("ID", "FRAME", "ROI_N_POINTS"), texts=("name",)))
     spot_frames: list[tuple[int, str]] = field(default_factory=list)  # (first spot index, frame attr)
     roi_text: list[tuple[int, str]] = field(default_factory=list)  # (spot index, element text)
-    edges: _Rows = field(default_factory=_Rows)
+    edges: _Rows = field(default_factory=lambda: _Rows(ints=("SPOT_SOURCE_ID", "SPOT_TARGET_ID")))
     tracks: list[dict[str, str]] = field(default_factory=list)
     track_first_edge: list[int] = field(default_factory=list)
     filtered: list[str] | None = None
@@ -262,148 +293,185 @@ _TOP_CAPTURE = ("Log", "Settings", "GUIState", "DisplaySettings")
 
 
 class _Collector:
-    """Parser target: spots and edges go to column chunks, small elements are captured whole."""
+    """Parser target: spots and edges go to column chunks, small elements are captured whole.
+
+    ``start``/``end``/``data`` run once per element (400 k times for a 200 k-spot file), so they
+    are closures over local state rather than methods: no attribute lookups on the hot path.
+    The current attribute layout of spots and of edges is cached; a spot whose attribute names
+    differ (same count but a name missing raises KeyError) takes the slow path.
+    """
 
     def __init__(self, raw: RawTrackMate):
         self.raw = raw
-        self.stack: list[str] = []
-        self.in_frame = False
-        self.in_track = False
-        self.in_spot = False
-        self.spot_text: list[str] = []
-        self.capture: list[Node] = []  # open captured elements, innermost last
         spots, edges = raw.spots, raw.edges
-        self._spots, self._edges = spots, edges
+        stack: list[str] = []
+        capture: list[Node] = []  # open captured elements, innermost last
+        spot_text: list[str] = []
+        roi_text = raw.roi_text
+        in_frame = in_track = in_spot = in_edge = False
+        # the current layout of spots (s_*) and of edges (e_*); n = elements so far
+        s_lay = e_lay = None
+        s_get = e_get = None
+        s_flat: list[str] = []
+        e_flat: list[str] = []
+        s_k = e_k = -1
+        s_limit = e_limit = 0
+        s_n = e_n = 0
 
-    # -- the hot path: one call per element
-    def start(self, tag: str, attrib: dict[str, str]) -> None:
-        if tag == "Spot" and self.in_frame:
-            rows = self._spots
-            lay = rows.cur
-            # same number of names and every name of the current layout found = the same layout
-            if lay is not None and len(attrib) == lay.k:
-                try:
-                    lay.flat.extend(lay.get(attrib))
-                except KeyError:
-                    rows.add_slow(attrib)
+        def spot_slow(attrib):
+            nonlocal s_lay, s_get, s_flat, s_k, s_limit, s_n
+            spots.n = s_n
+            spots.add_slow(attrib)
+            s_n = spots.n
+            s_lay = spots.cur
+            s_get, s_flat, s_k, s_limit = s_lay.get, s_lay.flat, s_lay.k, s_lay.limit
+
+        def edge_slow(attrib):
+            nonlocal e_lay, e_get, e_flat, e_k, e_limit, e_n
+            edges.n = e_n
+            edges.add_slow(attrib)
+            e_n = edges.n
+            e_lay = edges.cur
+            e_get, e_flat, e_k, e_limit = e_lay.get, e_lay.flat, e_lay.k, e_lay.limit
+
+        def start(tag, attrib):
+            nonlocal in_spot, in_edge, s_n, e_n
+            if tag == "Spot" and in_frame and not in_spot:
+                if len(attrib) == s_k:  # same count, and every name of the layout found: same layout
+                    try:
+                        s_flat.extend(s_get(attrib))
+                    except KeyError:
+                        spot_slow(attrib)
+                    else:
+                        s_n += 1
+                        if len(s_flat) >= s_limit:
+                            s_lay.flush()
                 else:
-                    rows.n += 1
-                    if len(lay.flat) >= lay.limit:
-                        lay.flush()
-            else:
-                rows.add_slow(attrib)
-            self.in_spot = True
-            self.in_frame = False  # a <Spot> inside a <Spot> is then refused by _start_other
-            return
-        if tag == "Edge" and self.in_track:
-            rows = self._edges
-            lay = rows.cur
-            if lay is not None and len(attrib) == lay.k:
-                try:
-                    lay.flat.extend(lay.get(attrib))
-                except KeyError:
-                    rows.add_slow(attrib)
+                    spot_slow(attrib)
+                in_spot = True
+                return
+            if tag == "Edge" and in_track and not in_edge:
+                if len(attrib) == e_k:
+                    try:
+                        e_flat.extend(e_get(attrib))
+                    except KeyError:
+                        edge_slow(attrib)
+                    else:
+                        e_n += 1
+                        if len(e_flat) >= e_limit:
+                            e_lay.flush()
                 else:
-                    rows.n += 1
-                    if len(lay.flat) >= lay.limit:
-                        lay.flush()
+                    edge_slow(attrib)
+                in_edge = True
+                return
+            start_other(tag, dict(attrib))
+
+        def end(tag):
+            nonlocal in_spot, in_edge
+            if in_spot:
+                in_spot = False
+                if spot_text:
+                    text = "".join(spot_text)
+                    spot_text.clear()
+                    if text.strip():
+                        roi_text.append((s_n - 1, text))
+                return
+            if in_edge:
+                in_edge = False
+                return
+            end_other(tag)
+
+        def data(text):
+            if in_spot:
+                spot_text.append(text)
+            elif capture:
+                node = capture[-1]
+                (node.children[-1].tail if node.children else node.text).append(text)
+
+        # -- everything that is not a spot or an edge
+        def start_other(tag, attrib):
+            nonlocal in_frame, in_track
+            if in_spot or in_edge:
+                what = f"<Spot> number {s_n}" if in_spot else f"<Edge> number {e_n}"
+                raise ParseError(f"{what} has a child element <{tag}>; TrackMate spots and edges hold only "
+                                 "attributes (and a spot its ROI text)")
+            if len(stack) >= _MAX_DEPTH:
+                raise ParseError(f"elements nested more than {_MAX_DEPTH} deep (at <{tag}>); not a TrackMate file")
+            parent = stack[-1] if stack else None
+            stack.append(tag)
+            if capture:
+                node = Node(tag, attrib)
+                capture[-1].children.append(node)
+                capture.append(node)
+                return
+            if parent is None:
+                if tag != "TrackMate":
+                    raise ParseError(f"root element is <{tag}>, not <TrackMate>", hint="is this a TrackMate XML file?")
+                raw.root_attrib = attrib
+            elif parent == "TrackMate":
+                if tag == "Model":
+                    raw.model_attrib = attrib
+                else:
+                    capture.append(Node(tag, attrib))
+            elif parent == "Model":
+                if tag == "AllSpots":
+                    raw.all_spots_attrib = attrib
+                elif tag == "FilteredTracks":
+                    raw.filtered = []
+                elif tag != "AllTracks":  # FeatureDeclarations, or anything a newer TrackMate may add
+                    capture.append(Node(tag, attrib))
+            elif parent == "AllSpots" and tag == "SpotsInFrame":
+                in_frame = True
+                raw.spot_frames.append((s_n, attrib.get("frame", "")))
+            elif parent == "AllTracks" and tag == "Track":
+                in_track = True
+                raw.tracks.append(attrib)
+                raw.track_first_edge.append(e_n)
+            elif parent == "FilteredTracks" and tag == "TrackID":
+                if raw.filtered is not None:
+                    raw.filtered.append(attrib.get("TRACK_ID", ""))
+            else:  # an element where TrackMate has none: keep it whole
+                capture.append(Node(tag, attrib))
+
+        def end_other(tag):
+            nonlocal in_frame, in_track
+            stack.pop()
+            if capture:
+                node = capture.pop()
+                if not capture:
+                    captured(node, stack[-1] if stack else "")
+                return
+            if tag == "SpotsInFrame":
+                in_frame = False
+            elif tag == "Track":
+                in_track = False
+            elif tag == "AllSpots":
+                spots.flush()  # the last rows of spots become columns before the edges start
+            elif tag == "AllTracks":
+                edges.flush()
+
+        def captured(node, parent):
+            if node.tag == "FeatureDeclarations" and parent == "Model":
+                for group, rows in (("SpotFeatures", spots), ("EdgeFeatures", edges)):
+                    g = node.child(group)
+                    if g is not None:
+                        rows.isint = {f.attrib.get("feature", ""): f.attrib.get("isint", "").strip().lower() == "true"
+                                      for f in g.children}
+            if parent == "TrackMate" and node.tag in _TOP_CAPTURE and node.tag not in raw.captured:
+                raw.captured[node.tag] = node
+            elif parent == "Model" and node.tag == "FeatureDeclarations" and node.tag not in raw.captured:
+                raw.captured[node.tag] = node
             else:
-                rows.add_slow(attrib)
-            self.stack.append(tag)
-            return
-        self._start_other(tag, dict(attrib))
+                raw.extra.append((parent, node))
 
-    def end(self, tag: str) -> None:
-        if self.in_spot:
-            self.in_spot = False
-            self.in_frame = True
-            if self.spot_text:
-                text = "".join(self.spot_text)
-                self.spot_text = []
-                if text.strip():
-                    self.raw.roi_text.append((self._spots.n - 1, text))
-            return
-        self.stack.pop()
-        if self.capture:
-            node = self.capture.pop()
-            if not self.capture:
-                self._captured(node)
-            return
-        if tag == "SpotsInFrame":
-            self.in_frame = False
-        elif tag == "Track":
-            self.in_track = False
+        def close():
+            spots.n, edges.n = s_n, e_n
+            return raw
 
-    def data(self, text: str) -> None:
-        if self.in_spot:
-            self.spot_text.append(text)
-        elif self.capture:
-            node = self.capture[-1]
-            (node.children[-1].tail if node.children else node.text).append(text)
+        self.start, self.end, self.data, self.close = start, end, data, close
 
     def doctype(self, *args: Any) -> None:
         raise UnsafeInputError("declares a DOCTYPE; refused (entity expansion / external entities)")
-
-    def close(self) -> RawTrackMate:
-        return self.raw
-
-    # -- everything that is not a spot or an edge
-    def _start_other(self, tag: str, attrib: dict[str, str]) -> None:
-        if self.in_spot:
-            raise ParseError(f"<Spot> number {self._spots.n} has a child element <{tag}>; "
-                             "TrackMate spots hold only attributes and ROI text")
-        depth = len(self.stack)
-        if depth >= _MAX_DEPTH:
-            raise ParseError(f"elements nested more than {_MAX_DEPTH} deep (at <{tag}>); not a TrackMate file")
-        parent = self.stack[-1] if self.stack else None
-        self.stack.append(tag)
-        if self.capture:
-            node = Node(tag, attrib)
-            outer = self.capture[-1]
-            outer.children.append(node)
-            self.capture.append(node)
-            return
-        raw = self.raw
-        if parent is None:
-            if tag != "TrackMate":
-                raise ParseError(f"root element is <{tag}>, not <TrackMate>",
-                                 hint="is this a TrackMate XML file?")
-            raw.root_attrib = attrib
-        elif parent == "TrackMate":
-            if tag == "Model":
-                raw.model_attrib = attrib
-            else:
-                self.capture.append(Node(tag, attrib))
-        elif parent == "Model":
-            if tag == "AllSpots":
-                raw.all_spots_attrib = attrib
-            elif tag == "AllTracks":
-                pass
-            elif tag == "FilteredTracks":
-                raw.filtered = []
-            else:  # FeatureDeclarations, or anything a newer TrackMate may add
-                self.capture.append(Node(tag, attrib))
-        elif parent == "AllSpots" and tag == "SpotsInFrame":
-            self.in_frame = True
-            raw.spot_frames.append((self._spots.n, attrib.get("frame", "")))
-        elif parent == "AllTracks" and tag == "Track":
-            self.in_track = True
-            raw.tracks.append(attrib)
-            raw.track_first_edge.append(self._edges.n)
-        elif parent == "FilteredTracks" and tag == "TrackID":
-            if raw.filtered is not None:
-                raw.filtered.append(attrib.get("TRACK_ID", ""))
-        else:  # an element where TrackMate has none: keep it whole
-            self.capture.append(Node(tag, attrib))
-
-    def _captured(self, node: Node) -> None:
-        parent = self.stack[-1] if self.stack else None
-        if parent == "TrackMate" and node.tag in _TOP_CAPTURE and node.tag not in self.raw.captured:
-            self.raw.captured[node.tag] = node
-        elif parent == "Model" and node.tag == "FeatureDeclarations" and node.tag not in self.raw.captured:
-            self.raw.captured[node.tag] = node
-        else:
-            self.raw.extra.append((parent or "", node))
 
 
 def parse(path: Path, *, use_lxml: bool | None = None) -> RawTrackMate:
@@ -469,7 +537,7 @@ def _syntax_message(e: BaseException) -> str:
 
 # ---------------------------------------------------------------------- string -> number
 def to_float(chunks: list[pa.Array]) -> tuple[np.ndarray, int | None]:
-    """Parse string chunks as float64, exactly (Arrow's parser, then Java's Double.valueOf rules).
+    """Chunks (int64, float64 or text) as float64; text parsed exactly, like Java's Double.valueOf.
 
     Returns:
         ``(values, bad)``: ``bad`` is the index of the first value that is not a number, else None.
@@ -492,9 +560,11 @@ def to_float(chunks: list[pa.Array]) -> tuple[np.ndarray, int | None]:
 
 
 def to_int(chunks: list[pa.Array]) -> np.ndarray | None:
-    """Parse string chunks as int64; None if any value is not a plain integer."""
+    """Chunks as int64; None if any value is not a plain integer (a float chunk counts as not)."""
     parts = []
     for c in chunks:
+        if pa.types.is_floating(c.type):
+            return None
         try:
             parts.append(c.cast(pa.int64()).to_numpy(zero_copy_only=False))
         except (pa.ArrowInvalid, pa.ArrowTypeError):
