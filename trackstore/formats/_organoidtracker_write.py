@@ -249,7 +249,9 @@ def _lineage_meta(g: _Graph, t: TrackTables, m: _Meta) -> dict[int, dict]:
     out: dict[int, dict] = {}
     lineage_of_track = t.track_col("lineage_id") if t.n_tracks else np.empty(0, np.int64)
     tid = g.track[g.heads]
-    lin = np.where(tid >= 0, lineage_of_track[np.clip(tid, 0, None)] if len(lineage_of_track) else -1, -1)
+    ok = (tid >= 0) & (tid < len(lineage_of_track))
+    lin = np.full(len(tid), -1, dtype=np.int64)
+    lin[ok] = lineage_of_track[tid[ok]]
     roots = np.flatnonzero(g.is_root)
     primary: dict[int, int] = {}
     for tl in roots.tolist():
@@ -274,7 +276,7 @@ def _lineage_meta(g: _Graph, t: TrackTables, m: _Meta) -> dict[int, dict]:
         ident, name = t.track_col("identity"), t.track_col("name")
         for tl in roots.tolist():
             k = int(tid[tl])
-            if k < 0:
+            if not 0 <= k < t.n_tracks:
                 continue
             d = out.setdefault(tl, {})
             if ident[k] is not None and "identity" not in d:

@@ -43,6 +43,13 @@ between two different tracks stays a track boundary, as in the source). AUT link
 consecutive time points: a link that skips time points is filled with copies of its source position
 (``gaps="fill"``, what OrganoidTracker's own TrackMate importer does) or cut (``gaps="split"``),
 with a :class:`LossyConversionWarning` giving the count.
+
+A session from another format keeps what AUT has room for: plain session keys go to
+``other_data``; the position columns ``quality``, ``radius``, ``native_id`` and a non-observed
+``origin`` become position metadata of those names; each root track's ``identity`` and ``name``
+become its ``lineage_meta`` (``identity``, ``track_name``), so idtracker.ai identities stay
+recognisable; physical coordinates are divided by the pixel size; 2D positions get z = 0. Anything
+else (track or frame metadata, other formats' own ``<format>.*`` keys) is named in a warning.
 """
 
 from __future__ import annotations
