@@ -296,6 +296,19 @@ def test_organoidtracker_runs_match_a_whole_document_parse(monkeypatch):
         assert compare_tables(whole, runs) == [], name
 
 
+def test_organoidtracker_stdlib_spelling_read_in_runs(tmp_path, monkeypatch):
+    """A big stdlib-spelled file with a bare NaN is cut into runs and parsed by the standard library."""
+    d = load_json(DATA / "small_v2.aut")
+    d["positions"][3]["position_meta"]["intensity"][0] = float("nan")
+    path = tmp_path / "std.aut"
+    path.write_text(json.dumps(d))  # ", " separators and a bare NaN token
+    whole = ot.read(path)
+    monkeypatch.setattr(oj, "CHUNK_BYTES", 300)
+    runs = ot.read(path)
+    assert compare_tables(whole, runs) == []
+    assert np.isnan(runs.meta("position", "intensity").values).sum() == 1
+
+
 def test_organoidtracker_misleading_keys_fall_back_to_a_whole_parse(tmp_path, monkeypatch):
     """A metadata key named like a bulk array, or a pattern inside a string, cannot fool the runs."""
     d = load_json(DATA / "small_v2.aut")

@@ -52,8 +52,8 @@ class _Fallback(Exception):
     """The pieces could not be trusted: parse the whole document instead."""
 
 
-def _loads_std(data: bytes) -> Any:
-    return json.loads(data)
+def _loads_std(data) -> Any:
+    return json.loads(data if isinstance(data, (bytes, bytearray, str)) else bytes(data))
 
 
 @contextmanager
