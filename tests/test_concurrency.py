@@ -97,3 +97,35 @@ def test_concurrency_kill_during_write_leaves_no_trace(store_path):
 
             s.write_session(c, examples.gap(), content_hash="after")
         assert len(s.list_sessions()) == 2
+
+
+SAMPLE = TESTS / "data" / "idtrackerai" / "MoveR_SampleData" / "2602_ISA3080_Low_5.npy"
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "trackstore", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_concurrency_cli_ingest_waits_for_a_writer_then_succeeds(store_path):
+    holder = _start(WRITER, str(store_path), "held", "3.0")
+    _wait_for_line(holder, "WROTE")
+    ing = _cli("ingest", str(SAMPLE), "--db", str(store_path))
+    out, err = ing.communicate(timeout=180)
+    holder.communicate(timeout=60)
+    assert ing.returncode == 0, err
+    assert f"Waiting for {store_path}: it is in use by process {holder.pid}" in err
+    assert "1 ingested" in out
+    with Store(store_path) as s:
+        assert sorted(r["name"] for r in s.list_sessions()) == ["2602_ISA3080_Low_5", "linear"]
+
+
+def test_concurrency_cli_query_waits_for_a_writer(store_path):
+    holder = _start(WRITER, str(store_path), "held", "3.0")
+    _wait_for_line(holder, "WROTE")
+    q = _cli("query", "SELECT count(*) AS n FROM sessions", "--db", str(store_path), "--output", "csv")
+    out, err = q.communicate(timeout=180)
+    holder.communicate(timeout=60)
+    assert q.returncode == 0, err
+    assert "Waiting for" in err
+    assert out.split() == ["n", "1"]  # it read after the writer committed
