@@ -70,7 +70,12 @@ def _float_text(values: np.ndarray, present: np.ndarray | None = None) -> pa.Arr
     """Shortest text that parses back to the same double; Java's NaN/Infinity; null where absent."""
     values = np.asarray(values, np.float64)
     s = pa.array(values, mask=None if present is None else ~present).cast(pa.string())
-    if not np.isfinite(values).all():
+    finite = np.isfinite(values)
+    integral = finite & (values == np.floor(values))
+    if integral.any():  # "5" -> "5.0" as Java writes a double (both parse to the same value)
+        whole = pc.and_(pa.array(integral), pc.invert(pc.match_substring(s, "e")))
+        s = pc.if_else(whole, pc.binary_join_element_wise(s, ".0", ""), s)
+    if not finite.all():
         s = pc.replace_substring_regex(s, "^nan$", "NaN")
         s = pc.replace_substring_regex(s, "^inf$", "Infinity")
         s = pc.replace_substring_regex(s, "^-inf$", "-Infinity")
@@ -367,8 +372,9 @@ class _Writer:
             if has_tracks:
                 track_of_link = np.concatenate([tid[src], tid[dst]])
                 comp2 = np.concatenate([comp, comp])
-                pairs = np.unique(np.stack([comp2, track_of_link]), axis=1)
-                for c, k in pairs.T.tolist():
+                span = int(track_of_link.max()) + 2
+                pairs = np.unique(comp2 * span + (track_of_link + 1))  # (component, tracklet) pairs
+                for c, k in zip((pairs // span).tolist(), (pairs % span - 1).tolist()):
                     if k >= 0:
                         names_ids = per_comp.setdefault(c, (set(), set()))
                         names_ids[0].add(tnames[k])
@@ -447,22 +453,28 @@ class _Writer:
 
     def _write_tracks(self, f: IO[bytes]) -> None:
         f.write(b"    <AllTracks>\n")
-        for tr in self.tracks:
-            attrs = "" if tr["name"] is None else f' name="{tr["name"]}"'
-            attrs += f' TRACK_ID="{tr["id"]}"'
-            lin = tr["lineage"]
-            for c in self.track_cols:
-                if lin < len(c.values) and (c.present is None or c.present[lin]):
-                    attrs += f' {c.key}="{_num_text(c.values[lin])}"'
-            f.write(f"      <Track{attrs}>\n".encode())
-            s, e = tr["links"]
-            for a in range(s, e, _CHUNK):
-                idx = self.link_order[a:min(a + _CHUNK, e)]
-                rows = pc.binary_join_element_wise("        <Edge", *[c.piece(idx) for c in self.edge_cols],
-                                                   " />\n", "", null_handling="skip")
-                data, offs = _buffers(rows)
-                f.write(data[offs[0]:offs[-1]])
-            f.write(b"      </Track>\n")
+        # Edge lines are made for all links at once, _CHUNK at a time (tracks are consecutive runs
+        # of link_order), so the Arrow calls do not multiply with the number of tracks.
+        nl = len(self.link_order)
+        ti = 0
+        for a in range(0, nl, _CHUNK):
+            b = min(a + _CHUNK, nl)
+            idx = self.link_order[a:b]
+            rows = pc.binary_join_element_wise("        <Edge", *[c.piece(idx) for c in self.edge_cols],
+                                               " />\n", "", null_handling="skip")
+            data, offs = _buffers(rows)
+            pos = a
+            while pos < b:
+                tr = self.tracks[ti]
+                s, e = tr["links"]
+                if pos == s:
+                    f.write(self._track_open(tr))
+                end = min(e, b)
+                f.write(data[offs[pos - a]:offs[end - a]])
+                pos = end
+                if end == e:
+                    f.write(b"      </Track>\n")
+                    ti += 1
         for attrs in self.tm.get("trackmate.empty_tracks") or []:
             f.write(f"      <Track{_attrs(attrs)} />\n".encode())
         self._write_extra(f, "AllTracks")
@@ -475,6 +487,15 @@ class _Writer:
             f.write(f'      <TrackID TRACK_ID="{escape_attr(str(s))}" />\n'.encode())
         self._write_extra(f, "FilteredTracks")
         f.write(b"    </FilteredTracks>\n")
+
+    def _track_open(self, tr: dict[str, Any]) -> bytes:
+        attrs = "" if tr["name"] is None else f' name="{tr["name"]}"'
+        attrs += f' TRACK_ID="{tr["id"]}"'
+        lin = tr["lineage"]
+        for c in self.track_cols:
+            if lin < len(c.values) and (c.present is None or c.present[lin]):
+                attrs += f' {c.key}="{_num_text(c.values[lin])}"'
+        return f"      <Track{attrs}>\n".encode()
 
     # -- the document
     def write(self, f: IO[bytes]) -> None:

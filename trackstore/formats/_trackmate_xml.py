@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised by forcing the fallback in t
 import xml.etree.ElementTree as _stdlib_et
 
 #: Rows of one attribute layout held as Python strings before they become numpy columns.
-_CHUNK = 16384
+_CHUNK = 4096
 _READ_BYTES = 1 << 20
 _MAX_DEPTH = 64  # TrackMate nests 6 deep; expat has no limit of its own
 
