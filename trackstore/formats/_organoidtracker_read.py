@@ -256,10 +256,8 @@ class _Parsed:
     """What a v1 or v2 document holds, as columns, before positions are matched up."""
 
     def __init__(self) -> None:
-        self.pos_frame: list[np.ndarray] = []
         self.pos_xyz: list[np.ndarray] = []
         self.pos_meta: dict[str, _Column] = {}
-        self.pos_extra: dict[int, list] = {}  # v1: values after z in a positions entry
         self.top: dict = {}
         self.version = "v2"
         self.pos_key = "positions"
@@ -420,8 +418,12 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
         qf = np.asarray(q_frame, dtype=np.int64)
         qx = _xyz(q_xyz, "coords_xyz_px_before", path)
         k = _Index(tkeys).find(_Keys(qf, qx))
-        for j in np.flatnonzero(k < 0):
-            k[j] = _near(tf, txyz, int(qf[j]), qx[j], tolerance, int(q_track[j]), starts, path)
+        inexact = np.flatnonzero(k < 0)
+        if len(inexact):
+            by_t = np.argsort(tf, kind="stable")
+            tf_sorted = tf[by_t]
+            for j in inexact:
+                k[j] = _near(by_t, tf_sorted, txyz, int(qf[j]), qx[j], tolerance, int(q_track[j]), starts, path)
         mid = k != last[ttrack[k]]
         if mid.any():
             j = int(np.flatnonzero(mid)[0])
@@ -497,9 +499,9 @@ def _append(blocks: list[MetaBlock], b: MetaBlock | None) -> None:
         blocks.append(b)
 
 
-def _near(tf, txyz, t: int, xyz: np.ndarray, tol: float, ti: int, starts, path) -> int:
+def _near(by_t, tf_sorted, txyz, t: int, xyz: np.ndarray, tol: float, ti: int, starts, path) -> int:
     """The track position at time point t within ``tol`` px of xyz on every axis (the nearest), or raise."""
-    cand = np.flatnonzero(tf == t)
+    cand = by_t[np.searchsorted(tf_sorted, t, "left"):np.searchsorted(tf_sorted, t, "right")]
     if len(cand):
         d = np.abs(txyz[cand] - xyz).max(axis=1)
         ok = d <= tol
