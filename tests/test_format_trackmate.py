@@ -108,8 +108,8 @@ def test_trackmate_read_keeps_every_spot_edge_track_and_feature_value(path):
         for key, raw in attrs.items():
             if key == "ID":
                 continue
-            if key == "name":
-                assert _block_value(t, "position", "name", i) == raw
+            if key == "name":  # TrackMate's default name is not stored
+                assert _block_value(t, "position", "name", i) == (None if raw == f"ID{sid}" else raw)
             elif key == "ROI_N_POINTS":
                 nums = [float(v) for v in text.split()]
                 roi = _block_value(t, "position", "ROI", i)
@@ -170,8 +170,10 @@ def test_trackmate_read_edge_cases_exactly():
     assert t.frames["frame"].tolist() == [0, 1, 2, 3, 4] and t.frames["time"].tolist() == [0, 2, 4, 6, 8]
     # the spot without QUALITY stays without it; the one without name too
     assert math.isnan(t.positions["quality"][2]) and _block_value(t, "position", "trackmate.absent", 2) == "QUALITY"
-    assert _block_value(t, "position", "name", 0) is None
+    assert _block_value(t, "position", "name", 0) is None  # spot 7 has no name
+    assert _block_value(t, "position", "name", 9) is None  # spot 100 is called "ID100", TrackMate's default
     assert _block_value(t, "position", "name", 1) == 'a&b <"c">'
+    assert t.meta("position", "name").owners.tolist() == [1, 6, 7, 8]  # a&b.., lonely, B1, B2
     mean = t.meta("position", "MEAN_INTENSITY_CH1").values
     assert mean.dtype == np.float64 and np.isposinf(mean[0]) and np.isneginf(mean[1]) and np.isnan(mean[9])
     assert mean[2] == 5e-324 and np.signbit(mean[3]) and mean[3] == 0
@@ -373,11 +375,16 @@ def test_trackmate_export_warns_for_what_it_cannot_hold(tmp_path):
     t.add_meta("position", "cell_type", np.array(["stem"] * n, dtype=object), np.arange(n))
     t.add_meta("position", "intensity", np.linspace(0, 1, n), np.arange(n))
     t.add_meta("position", "idtrackerai.attributes_json", np.array(["{}"] * n, dtype=object), np.arange(n))
+    t.add_meta("track", "TRACK_MEAN_SPEED", np.ones(t.n_tracks), np.arange(t.n_tracks))
+    t.add_meta("session", "experiment", "control")
+    t.add_meta("session", "organoidtracker.other_data", {"drug": "none"})
     with pytest.warns(LossyConversionWarning) as rec:
         trackmate.write(t, tmp_path / "d.xml")
     text = " ".join(str(w.message) for w in rec)
     assert "'cell_type'" in text and "tracklet names" in text and "d.xml" in text
-    assert "intensity" not in text and "idtrackerai" not in text  # numeric: written; private: not data
+    assert "track metadata 'TRACK_MEAN_SPEED'" in text and "session metadata 'experiment'" in text
+    # numeric: written; other formats' private keys: not data
+    assert "intensity" not in text and "idtrackerai" not in text and "organoidtracker" not in text
     b = _read(tmp_path / "d.xml")
     assert b.meta("position", "intensity").values.tolist() == np.linspace(0, 1, n).tolist()
     assert b.meta("position", "cell_type") is None
@@ -462,7 +469,10 @@ def test_trackmate_any_float_int_and_name_round_trips_exactly(tmp_path_factory, 
         t.add_meta("link", "COST", np.array(xs[: n - 1], np.float64), np.arange(n - 1))
     out = tmp_path_factory.mktemp("h") / "h.xml"
     b = _read(_write(t, out))
-    names_back = b.meta("position", "name").values.tolist()
+    back = b.meta("position", "name")
+    names_back = [f"ID{i}" for i in range(n)]  # TrackMate's default, not stored
+    for o, v in zip([] if back is None else back.owners.tolist(), [] if back is None else back.values.tolist()):
+        names_back[o] = v
     assert names_back == names[:n]
     for key in ("FEATURE", "COUNT") + (("COST",) if n > 1 else ()):
         scope = "link" if key == "COST" else "position"

@@ -6,7 +6,8 @@ The mapping (see also the module docstring of :mod:`trackstore.formats.trackmate
   are its position indices when it has no native ids, reads back in its own order); ``native_id``
   = spot ``ID``; x/y/z/quality/radius/frame from the features of those names. A 2D file (one
   slice, every ``POSITION_Z`` exactly 0) gets NaN z; the exporter writes ``0.0`` back.
-* position metadata: ``name``, every other spot feature (int64 for ``isint`` features, float64
+* position metadata: ``name`` (when it is not TrackMate's default ``ID<spot ID>``, which TrackMate
+  also gives a spot without a name), every other spot feature (int64 for ``isint`` features, float64
   otherwise, declaration order), ``ROI`` (the polygon as ``[[dx, dy], ...]`` relative to the spot
   centre, as TrackMate stores it), and ``trackmate.absent`` (column features a spot lacks). An
   integer ``ORIGIN`` spot feature (how trackstore writes positions.origin) is ``positions.origin``.
@@ -297,11 +298,17 @@ class _Spots:
         if "name" in self.attrs:
             own, ch = self.attrs["name"]
             names = pa.chunked_array(ch, pa.string())
-            longest = pc.max(pc.utf8_length(names)).as_py() or 0
-            # short names as a fixed-width str array: the store encodes those in bulk
-            vals = names.to_numpy().astype(f"<U{max(longest, 1)}" if longest <= 64 else object)
-            o, v = _sorted_by_owner(self.to_position(own), vals)
-            out.append(MetaBlock("position", "name", v, o))
+            # TrackMate names a spot "ID<ID>" unless told otherwise (and reads a missing name so):
+            # only other names carry information, like POSITION_T other than FRAME x interval
+            default = pc.binary_join_element_wise("ID", pa.array(self.ids[own]).cast(pa.string()), "")
+            own = own[~pc.equal(names, default).to_numpy(zero_copy_only=False)]
+            names = pc.filter(names, pc.not_equal(names, default))
+            if len(own):
+                longest = pc.max(pc.utf8_length(names)).as_py() or 0
+                # short names as a fixed-width str array: the store encodes those in bulk
+                vals = names.to_numpy().astype(f"<U{max(longest, 1)}" if longest <= 64 else object)
+                o, v = _sorted_by_owner(self.to_position(own), vals)
+                out.append(MetaBlock("position", "name", v, o))
         isint = _isint(decls, "SpotFeatures")
         present = [k for k in self.attrs if k not in SPOT_NON_FEATURES]
         skip = {*SPOT_COLUMNS, "POSITION_T"} if self.time_is_column else set(SPOT_COLUMNS)

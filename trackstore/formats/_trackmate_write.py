@@ -177,6 +177,10 @@ class _Writer:
         self.names = self._names()
         self.tails = self._roi_tails()
         self._prepare_tracks()
+        for b in t.metadata:  # scopes TrackMate has no place for
+            if b.scope in ("track", "frame", "session") and not (b.key.startswith("trackmate.")
+                                                                   or _PRIVATE.match(b.key)):
+                self.lost.append(f"{b.scope} metadata {b.key!r} (TrackMate has no {b.scope} features)")
 
     # -- declarations
     def _declare(self, group: str, key: str, isint: bool) -> None:
@@ -268,10 +272,10 @@ class _Writer:
         return self._in_decl_order("SpotFeatures", cols)
 
     def _names(self) -> np.ndarray | None:
-        """Escaped spot names in position order (None entries: no name attribute), or None for defaults."""
+        """Escaped spot names in position order (None: TrackMate's default ``ID<ID>``), or None if all are."""
         b = self.meta.get(("position", "name"))
         if b is None or b.owners is None:
-            return None if not self.is_tm else np.full(self.n, None, dtype=object)
+            return None
         names = np.full(self.n, None, dtype=object)
         names[b.owners] = [None if v is None else str(v) for v in b.values.tolist()]
         arr = pa.array(names, pa.string())
@@ -319,8 +323,9 @@ class _Writer:
             idx = self.order[a:b]
             ids = _int_text(self.spot_ids[idx])
             pieces = [pc.binary_join_element_wise('        <Spot ID="', ids, '"', "")]
-            names = pc.binary_join_element_wise("ID", ids, "") if self.names is None else \
-                pa.array(self.names[idx], pa.string())
+            names = pc.binary_join_element_wise("ID", ids, "")
+            if self.names is not None:
+                names = pc.coalesce(pa.array(self.names[idx], pa.string()), names)
             pieces.append(pc.binary_join_element_wise(' name="', names, '"', ""))
             pieces += [c.piece(idx) for c in self.spot_cols]
             pieces.append(pa.array(self.tails[idx], pa.string()))
