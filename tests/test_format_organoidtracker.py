@@ -434,6 +434,10 @@ def test_organoidtracker_write_refuses_an_existing_file(tmp_path):
         ot.write(t, tmp_path / "x.aut", version="v3")
     with pytest.raises(WriteError, match="gaps"):
         ot.write(t, tmp_path / "x.aut", gaps="interpolate")
+    with pytest.raises(WriteError, match="trailing_null"):
+        ot.write(t, tmp_path / "x.aut", trailing_null="no")
+    with pytest.raises(ParseError, match="tolerance"):
+        ot.read(DATA / "tiny_v2.aut", tolerance="a lot")
 
 
 # ---------------------------------------------------------------------------- other formats' sessions

@@ -464,6 +464,8 @@ def write_aut(t: TrackTables, path: Path, *, overwrite: bool, version: str, gaps
         raise WriteError(f"unknown AUT version {version!r}", path=path, hint="use version='v2' or 'v1'")
     if gaps not in ("fill", "split"):
         raise WriteError(f"unknown gaps option {gaps!r}", path=path, hint="use gaps='fill' or 'split'")
+    if trailing_null not in (None, True, False):
+        raise WriteError(f"trailing_null must be true or false, not {trailing_null!r}", path=path)
     path = prepare_target(Path(path), overwrite=overwrite)
     m = _Meta(t)
     _column_blocks(t, m)

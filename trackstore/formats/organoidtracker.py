@@ -58,6 +58,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import ParseError
 from ..model import TrackTables
 from ._base import read_head
 from ._organoidtracker_read import TOLERANCE, read_aut
@@ -108,7 +109,9 @@ def read(path: Path, *, tolerance: float = TOLERANCE, **options: Any) -> TrackTa
     """
     if options:
         raise TypeError(f"unknown option(s) for organoidtracker read: {', '.join(options)}")
-    return read_aut(Path(path), tolerance=tolerance)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+        raise ParseError(f"tolerance must be a number of pixels >= 0, not {tolerance!r}", path=path)
+    return read_aut(Path(path), tolerance=float(tolerance))
 
 
 def write(tables: TrackTables, path: Path, *, overwrite: bool = False, version: str = "v2",
