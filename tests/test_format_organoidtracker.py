@@ -611,3 +611,20 @@ def test_organoidtracker_ingest_and_export_through_the_api(tmp_path):
         paths, warned = trackstore.export(store, rep.session_id, "organoidtracker", tmp_path / "out.aut")
     assert paths == [tmp_path / "out.aut"] and warned == []
     assert strict_equal(free_order(load_json(src)), free_order(load_json(tmp_path / "out.aut"))) is None
+
+
+def test_organoidtracker_trailing_null_like_organoidtrackers_writer(tmp_path):
+    """trailing_null=True writes link_meta_before as OrganoidTracker's own saver does (one extra null)."""
+    def parents(path: Path) -> dict:
+        out = {}
+        for tr in load_json(path)["tracks"]:
+            lmb = tr.get("link_meta_before", {})
+            for k, v in lmb.items():
+                assert len(v) == len(tr["coords_xyz_px_before"]) + 1 and v[-1] is None
+            pairs = [(c, {k: v[j] for k, v in lmb.items()}) for j, c in enumerate(tr.get("coords_xyz_px_before", []))]
+            out[json.dumps(tr["coords_xyz_px"][0])] = sorted(map(json.dumps, pairs))  # parent order is free
+        return out
+
+    write_quietly(ot.read(DATA / "tiny_v2.aut"), tmp_path / "o.aut", trailing_null=True)
+    ours = parents(tmp_path / "o.aut")
+    assert ours == parents(DATA / "tiny_v2.resaved_by_organoidtracker.aut") and any(ours.values())
