@@ -619,7 +619,7 @@ def test_organoidtracker_trailing_null_like_organoidtrackers_writer(tmp_path):
         out = {}
         for tr in load_json(path)["tracks"]:
             lmb = tr.get("link_meta_before", {})
-            for k, v in lmb.items():
+            for v in lmb.values():
                 assert len(v) == len(tr["coords_xyz_px_before"]) + 1 and v[-1] is None
             pairs = [(c, {k: v[j] for k, v in lmb.items()}) for j, c in enumerate(tr.get("coords_xyz_px_before", []))]
             out[json.dumps(tr["coords_xyz_px"][0])] = sorted(map(json.dumps, pairs))  # parent order is free
