@@ -129,3 +129,13 @@ def test_migrations_older_store_refuses_write_but_reads(tmp_path, monkeypatch):
         else:
             raise AssertionError("expected SchemaVersionError")
         assert s.list_sessions() == []  # reading still works
+
+
+def test_migrations_missing_views_are_created_on_the_next_write(store_path):
+    with Store(store_path) as s:
+        with s.engine.connect() as c, c.begin():
+            c.exec_driver_sql("DROP VIEW track_accelerations")
+        with s.transaction():
+            pass
+        with s.engine.connect() as c:
+            assert "track_accelerations" in sa.inspect(c).get_view_names()

@@ -241,6 +241,21 @@ def apply_views(connection: sa.Connection) -> None:
         connection.exec_driver_sql(text)
 
 
+def ensure_views(connection: sa.Connection) -> bool:
+    """Create the views if the store lacks any this trackstore defines (a newer trackstore may add
+    views without a schema change); returns True if it did. Changed view definitions are applied
+    by ``trackstore upgrade``."""
+    wanted = set(view_files(connection.dialect.name))
+    if wanted <= set(sa.inspect(connection).get_view_names()):
+        return False
+    if connection.dialect.name == "postgresql":  # concurrent writers: one of them re-creates them
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(8061968)")
+        if wanted <= set(sa.inspect(connection).get_view_names()):
+            return False
+    apply_views(connection)
+    return True
+
+
 def drop_views(connection: sa.Connection) -> None:
     """Drop every view trackstore defines (dependents first)."""
     cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""

@@ -103,6 +103,8 @@ class Store:
                             rev = db.check_revision(conn, for_write=True)
                         if rev is None:
                             db.upgrade(conn)
+                    else:
+                        db.ensure_views(conn)
                     yield conn
         finally:
             conn.close()
