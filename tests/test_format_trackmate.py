@@ -542,6 +542,22 @@ def test_trackmate_prolog_check_reads_utf16_and_long_comments(tmp_path):
         _trackmate_xml.check_prolog(p)
 
 
+def test_trackmate_roi_text_that_does_not_match_its_point_count_is_kept_verbatim(tmp_path):
+    text = (DATA / "minimal.xml").read_text()
+    text = text.replace('FRAME="0" RADIUS="1.0" />', 'FRAME="0" RADIUS="1.0" ROI_N_POINTS="3">1.0 2.0 3.0</Spot>')
+    text = text.replace('FRAME="1" RADIUS="1.0" />',
+                        'FRAME="1" RADIUS="1.0" ROI_N_POINTS="2"> 0.5 -0.5\n 1E-3 7 </Spot>')
+    (tmp_path / "odd.xml").write_text(text)
+    with pytest.warns(TrackstoreWarning, match="1 spot.*ROI_N_POINTS.*spot ID 1"):
+        t = trackmate.read(tmp_path / "odd.xml")
+    assert _block_value(t, "position", "ROI", 1) == [[0.5, -0.5], [0.001, 7.0]]
+    assert _block_value(t, "position", "trackmate.ROI_N_POINTS", 0) == 3
+    assert _block_value(t, "position", "trackmate.ROI_text", 0) == "1.0 2.0 3.0"
+    b = _read(_write(t, tmp_path / "back.xml"))
+    assert compare_tables(t, b, ignore_meta=["trackmate.Settings", "trackmate.Log", "trackmate.GUIState"]) == []
+    assert '"3">1.0 2.0 3.0</Spot>' in (tmp_path / "back.xml").read_text()
+
+
 def test_trackmate_read_rejects_unknown_options():
     with pytest.raises(ParseError, match="unknown read option"):
         trackmate.read(DATA / "minimal.xml", frames="all")

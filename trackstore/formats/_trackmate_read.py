@@ -330,38 +330,55 @@ class _Spots:
         return out
 
     def _rois(self) -> list[MetaBlock]:
+        """ROI polygons (``[[dx, dy], ...]``); texts that do not match ROI_N_POINTS are kept verbatim."""
         npts_owner, npts_ch = self.attrs.get("ROI_N_POINTS", (np.empty(0, np.int64), []))
         npts = np.full(self.n, -1, np.int64)
-        has_npts = np.zeros(self.n, bool)
         if len(npts_owner):
             npts[npts_owner] = self.val.ints("ROI_N_POINTS", npts_owner, npts_ch)
-            has_npts[npts_owner] = True
-        texts = dict(self._raw_roi_text)
-        roi_own, roi_val, odd_own, odd_n, odd_text = [], [], [], [], []
-        for i in sorted(set(texts) | set(npts_owner.tolist())):
-            text = texts.get(i, "")
-            nums = text.split()
-            pts = [java_double(s) for s in nums]
-            ok = has_npts[i] and len(nums) == 2 * npts[i] and npts[i] > 0 and None not in pts
-            if ok:
-                roi_own.append(i)
-                roi_val.append([[pts[k], pts[k + 1]] for k in range(0, len(pts), 2)])
-            else:
-                odd_own.append(i)
-                odd_n.append(int(npts[i]) if has_npts[i] else None)
-                odd_text.append(text)
+        text_own = np.array([i for i, _ in self._raw_roi_text], np.int64)
+        spots = np.union1d(text_own, npts_owner)  # every spot with a ROI text or a point count
+        if not len(spots):
+            return []
+        texts: list[str] = [""] * len(spots)
+        for j, (_, text) in zip(np.searchsorted(spots, text_own).tolist(), self._raw_roi_text):
+            texts[j] = text
+        # every number of every polygon parsed at once, in C (exact, like Double.parseDouble)
+        trimmed = pc.utf8_trim_whitespace(pa.array(texts, pa.string()))
+        trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+        parts = pc.utf8_split_whitespace(trimmed)
+        counts = parts.value_lengths().fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        flat = parts.flatten()
+        bad = np.zeros(len(spots), bool)
+        try:
+            coords = flat.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            parsed = [java_double(v) for v in flat.to_pylist()]
+            coords = np.array([np.nan if v is None else v for v in parsed], np.float64)
+            owner_of_value = np.repeat(np.arange(len(spots)), counts)
+            bad[np.unique(owner_of_value[[v is None for v in parsed]])] = True
+        n_pts = npts[spots]
+        ok = (counts == 2 * n_pts) & (n_pts > 0) & ~bad
         out = []
-        if roi_own:
-            o, v = _sorted_by_owner(self.to_position(np.array(roi_own, np.int64)), _objects(roi_val))
+        if ok.any():
+            ends = np.cumsum(counts)
+            starts = ends - counts
+            pairs = coords.reshape(-1, 2).tolist() if len(coords) % 2 == 0 else None
+            polys = []
+            for j in np.flatnonzero(ok).tolist():
+                a, b = int(starts[j]), int(ends[j])
+                polys.append(pairs[a // 2:b // 2] if pairs is not None and a % 2 == 0
+                             else coords[a:b].reshape(-1, 2).tolist())
+            o, v = _sorted_by_owner(self.to_position(spots[ok]), _objects(polys))
             out.append(MetaBlock("position", "ROI", v, o))
-        if odd_own:
-            warnings.warn(f"{self.path}: {len(odd_own)} spot(s) have ROI text that does not match ROI_N_POINTS "
-                          f"(first: {self._describe(odd_own[0])}); kept verbatim as trackmate.ROI_text",
+        if not ok.all():
+            odd = np.flatnonzero(~ok)
+            warnings.warn(f"{self.path}: {len(odd)} spot(s) have ROI text that does not match ROI_N_POINTS "
+                          f"(first: {self._describe(int(spots[odd[0]]))}); kept verbatim as trackmate.ROI_text",
                           TrackstoreWarning, stacklevel=4)
-            own = self.to_position(np.array(odd_own, np.int64))
-            o, v = _sorted_by_owner(own, _objects(odd_n))
+            own = self.to_position(spots[odd])
+            o, v = _sorted_by_owner(own, _objects([int(n_pts[j]) if n_pts[j] >= 0 else None for j in odd.tolist()]))
             out.append(MetaBlock("position", "trackmate.ROI_N_POINTS", v, o))
-            o, v = _sorted_by_owner(own, _objects(odd_text))
+            o, v = _sorted_by_owner(own, _objects([texts[j] for j in odd.tolist()]))
             out.append(MetaBlock("position", "trackmate.ROI_text", v, o))
         return out
 

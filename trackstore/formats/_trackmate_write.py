@@ -295,14 +295,21 @@ class _Writer:
         """What ends each spot line: `` />`` or ``ROI_N_POINTS="n">x0 y0 ...</Spot>``."""
         tails = np.full(self.n, " />\n", dtype=object)
         b = self.meta.get(("position", "ROI"))
-        if b is not None and b.owners is not None:
-            for o, poly in zip(b.owners.tolist(), b.values.tolist()):
-                try:
-                    pts = [_java_repr(float(c)) for xy in poly for c in xy]
-                except (TypeError, ValueError):
-                    self.lost.append("ROI values that are not lists of [x, y] numbers")
-                    continue
-                tails[o] = f' ROI_N_POINTS="{len(pts) // 2}">{" ".join(pts)}</Spot>\n'
+        if b is not None and b.owners is not None and len(b.owners):
+            owners, polys = b.owners, b.values.tolist()
+            try:  # every coordinate formatted at once, then joined per polygon (all in Arrow)
+                counts = np.array([len(p) for p in polys], np.int64)
+                coords = np.array([c for p in polys for xy in p for c in _pair(xy)], np.float64)
+            except (TypeError, ValueError):
+                self.lost.append("ROI values that are not lists of [x, y] numbers")
+                keep = [i for i, p in enumerate(polys) if _is_polygon(p)]
+                owners, polys = owners[keep], [polys[i] for i in keep]
+                counts = np.array([len(p) for p in polys], np.int64)
+                coords = np.array([c for p in polys for xy in p for c in xy], np.float64)
+            offsets = np.concatenate([[0], np.cumsum(2 * counts)]).astype(np.int32)
+            text = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), _float_text(coords)), " ")
+            line = pc.binary_join_element_wise(' ROI_N_POINTS="', _int_text(counts), '">', text, "</Spot>\n", "")
+            tails[owners] = line.to_pylist()
         nb, tb = self.meta.get(("position", "trackmate.ROI_N_POINTS")), self.meta.get(("position",
                                                                                       "trackmate.ROI_text"))
         if nb is not None and tb is not None and nb.owners is not None and tb.owners is not None:
@@ -589,6 +596,20 @@ class _Writer:
             '      <TrackAnalyzers>\n        <Analyzer key="Track index" />\n      </TrackAnalyzers>\n'
             "    </AnalyzerCollection>\n"
             "  </Settings>")
+
+
+def _pair(xy) -> tuple[float, float]:
+    x, y = xy  # a vertex is exactly two numbers
+    return float(x), float(y)
+
+
+def _is_polygon(p) -> bool:
+    try:
+        for xy in p:
+            _pair(xy)
+        return True
+    except (TypeError, ValueError):
+        return False
 
 
 def _attrs(d: dict[str, Any]) -> str:
