@@ -29,7 +29,10 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # views are not managed by Alembic: they are re-applied from trackstore/views after upgrade
+    # trackstore upgrade runs each migration in its own transaction: DuckDB refuses to ALTER a table
+    # that an earlier statement of the same transaction UPDATEd (0002 then 0003 on links)
     context.configure(connection=connection, target_metadata=target_metadata,
+                      transaction_per_migration=bool(config.attributes.get("transaction_per_migration")),
                       include_object=lambda obj, name, type_, reflected, compare_to: type_ != "view")
     with context.begin_transaction():
         context.run_migrations()

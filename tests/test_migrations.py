@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -99,12 +100,13 @@ def test_migrations_0001_store_upgrades_and_backfills_links(tmp_path):
             c.exec_driver_sql("INSERT INTO links (session_id, link_id, source_id, target_id, frame_gap) "
                               "SELECT 1, i, s, t, 1 FROM (SELECT unnest(?) AS i, unnest(?) AS s, unnest(?) AS t)",
                               (list(range(t.n_links)), t.links["source_id"].tolist(), t.links["target_id"].tolist()))
-        with pytest.raises(SchemaVersionError, match="revision 0001; this trackstore needs 0002 to write"):
+        needs = f"revision 0001; this trackstore needs {db.head_revision()} to write"
+        with pytest.raises(SchemaVersionError, match=needs):
             with s.transaction():
                 pass
     r = CliRunner().invoke(app, ["upgrade", "--db", str(path)])
     assert r.exit_code == 0, r.stderr
-    assert "from revision 0001 to 0002" in r.stdout
+    assert f"from revision 0001 to {db.head_revision()}" in r.stdout
     with Store(path) as s, s.connect() as c:
         rows = c.exec_driver_sql("SELECT source_id, target_id, track_id, frame FROM links ORDER BY link_id").fetchall()
     tid, fr = t.positions["track_id"], t.positions["frame"]
@@ -112,6 +114,25 @@ def test_migrations_0001_store_upgrades_and_backfills_links(tmp_path):
                 for a, b in zip(t.links["source_id"].tolist(), t.links["target_id"].tolist())]
     assert rows == expected
     assert any(r[2] is None for r in rows)  # the division links are between tracks
+
+
+def test_migrations_0003_backfills_step_length(tmp_path):
+    import examples
+
+    path = tmp_path / "old.duckdb"
+    t = examples.three_d()
+    with Store(path) as s:
+        with s.transaction() as c:
+            s.write_session(c, t, content_hash="x")
+        with s.engine.connect() as c, c.begin():
+            db.downgrade(c, "0002")
+        assert s.revision() == "0002"
+        s.upgrade()
+        with s.connect() as c:
+            got = [r[0] for r in c.exec_driver_sql("SELECT step_length FROM links ORDER BY link_id").fetchall()]
+    src, dst = t.links["source_id"], t.links["target_id"]
+    d = np.stack([t.positions[k][dst] - t.positions[k][src] for k in ("x", "y", "z")])
+    np.testing.assert_allclose(got, np.sqrt((d * d).sum(axis=0)), rtol=1e-15)
 
 
 def test_migrations_older_store_refuses_write_but_reads(tmp_path, monkeypatch):

@@ -117,13 +117,14 @@ def make_engine(url: str, *, read_only: bool = False, lock_timeout: float | None
     return engine
 
 
-def _alembic_config(connection: sa.Connection):
+def _alembic_config(connection: sa.Connection, per_migration: bool = False):
     import duckdb_sqlalchemy.alembic_impl  # noqa: F401  (registers the DuckDB Alembic impl)
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(data_dir("migrations")))
     cfg.attributes["connection"] = connection
+    cfg.attributes["transaction_per_migration"] = per_migration
     return cfg
 
 
@@ -143,9 +144,12 @@ def current_revision(connection: sa.Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(connection: sa.Connection, revision: str = "head") -> None:
-    """Migrate the store to ``revision`` (inside the caller's transaction), then re-create the views.
+def upgrade(connection: sa.Connection, revision: str = "head", *, per_migration: bool = False) -> None:
+    """Migrate the store to ``revision``, then re-create the views.
 
+    By default everything runs inside the caller's transaction (creating a new store). With
+    ``per_migration`` (``trackstore upgrade`` of an existing store) each migration commits on its
+    own, so a failure leaves the store at the last revision that completed.
     Views are dropped first (PostgreSQL views pin the columns they read) and re-created only at
     head: the view files describe the newest schema.
     """
@@ -153,9 +157,13 @@ def upgrade(connection: sa.Connection, revision: str = "head") -> None:
 
     if current_revision(connection) is not None:
         drop_views(connection)
-    command.upgrade(_alembic_config(connection), revision)
+    if per_migration and connection.in_transaction():
+        connection.commit()
+    command.upgrade(_alembic_config(connection, per_migration), revision)
     if current_revision(connection) == head_revision():
         apply_views(connection)
+    if per_migration and connection.in_transaction():
+        connection.commit()
 
 
 def downgrade(connection: sa.Connection, revision: str) -> None:

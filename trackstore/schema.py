@@ -7,7 +7,7 @@ Design notes (measured, see docs/design.md):
 * No PRIMARY KEY on the big ``positions``/``links``/``frames``/``metadata`` tables: it halves
   DuckDB's bulk-insert speed and grows the file ~70 %. Uniqueness comes from construction
   (ids are dense per session, assigned by the store).
-* ``links`` carries its geometry (dx, dy, dz, frame_gap, time_gap), its source frame and the
+* ``links`` carries its geometry (dx, dy, dz, step_length, frame_gap, time_gap), its source frame and the
   track it steps along, so kinematic queries are plain aggregates over one table instead of
   window functions or joins with ``positions``.
 """
@@ -109,6 +109,7 @@ links = sa.Table(
     sa.Column("dz", sa.Float(53)),
     sa.Column("track_id", sa.Integer, comment="the track both ends belong to; NULL between tracks (division, merge)"),
     sa.Column("frame", sa.Integer, comment="frame of the source position"),
+    sa.Column("step_length", sa.Float(53), comment="sqrt(dx^2 + dy^2 + dz^2), dz counted as 0 in 2D"),
 )
 
 metadata_table = sa.Table(

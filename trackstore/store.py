@@ -112,10 +112,11 @@ class Store:
     def upgrade(self, revision: str = "head") -> tuple[str | None, str]:
         """Migrate the store to ``revision``; returns (old, new) revision."""
         with db.wrap_db_errors("upgrading the store"):
-            with self.engine.connect() as conn, conn.begin():
+            with self.engine.connect() as conn:
                 old = db.current_revision(conn)
-                db.upgrade(conn, revision)
+                db.upgrade(conn, revision, per_migration=True)
                 new = db.current_revision(conn)
+                conn.commit()
         return old, new
 
     def revision(self) -> str | None:
@@ -426,7 +427,8 @@ class _DuckDBBulk(_Bulk):
             between = bool((src["track_id"] < 0).any())
             sel = ["?", "link_id", "source_id", "target_id", "frame_gap",
                    "time_gap" if "time_gap" in src else "NULL", "dx", "dy", "dz" if "dz" in src else "NULL",
-                   "CASE WHEN track_id < 0 THEN NULL ELSE track_id END" if between else "track_id", "frame"]
+                   "CASE WHEN track_id < 0 THEN NULL ELSE track_id END" if between else "track_id", "frame",
+                   "step_length"]
             self._insert("links", src, ", ".join(sel), [sid])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
@@ -515,13 +517,14 @@ class _PostgresBulk(_Bulk):
 
         n = len(c["link_id"])
         self._copy("links", ["session_id", "link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy",
-                             "dz", "track_id", "frame"], [
+                             "dz", "track_id", "frame", "step_length"], [
             Column(np.full(n, sid, np.int32), "int4"), Column(c["link_id"], "int8"), Column(c["source_id"], "int8"),
             Column(c["target_id"], "int8"), Column(c["frame_gap"].astype(np.int32), "int4")]
             + [Column(c[k], "float8", np.isnan(c[k])) if c[k] is not None
                else Column(np.zeros(n), "float8", np.ones(n, bool)) for k in ("time_gap", "dx", "dy", "dz")]
             + [Column(c["track_id"].astype(np.int32), "int4", c["track_id"] < 0),
-               Column(c["frame"].astype(np.int32), "int4")])
+               Column(c["frame"].astype(np.int32), "int4"),
+               Column(c["step_length"], "float8", np.isnan(c["step_length"]))])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if not blocks:
@@ -611,6 +614,11 @@ def _link_columns(t: TrackTables, frames: np.ndarray, part: slice | None = None)
             out["time_gap"] = tm[np.searchsorted(fr, fd)] - tm[np.searchsorted(fr, fs)]
     elif t.session.frame_interval:
         out["time_gap"] = gap * float(t.session.frame_interval)
+    sq = out["dx"] * out["dx"]
+    sq += out["dy"] * out["dy"]
+    if out["dz"] is not None:
+        sq += np.nan_to_num(out["dz"] * out["dz"])  # like the SQL: a missing dz counts as 0
+    out["step_length"] = np.sqrt(sq, out=sq)
     return out
 
 

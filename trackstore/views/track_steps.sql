@@ -6,13 +6,14 @@
 -- space_unit. speed = step_length / time_gap in space_unit per time_unit (NULL when the session has
 -- no frame times or the time gap is 0); speed_per_frame = step_length / frame_gap, always defined.
 -- Links between tracks (divisions, merges) are not steps of any track and are left out.
--- Links store their track and source frame (migration 0002), so this reads one table, no join:
--- kinematic queries aggregate these columns instead of running window functions (DESIGN.md).
+-- Links store their track, source frame and length (migrations 0002, 0003), so this reads one table
+-- and computes one division per row: kinematic queries aggregate stored columns instead of running
+-- window functions or joins (DESIGN.md).
 CREATE OR REPLACE VIEW track_steps AS
 SELECT l.session_id, l.track_id, l.link_id, l.source_id, l.target_id,
        l.frame, l.frame_gap, l.time_gap, l.dx, l.dy, l.dz,
-       sqrt(l.dx * l.dx + l.dy * l.dy + COALESCE(l.dz * l.dz, 0)) AS step_length,
-       sqrt(l.dx * l.dx + l.dy * l.dy + COALESCE(l.dz * l.dz, 0)) / NULLIF(l.time_gap, 0) AS speed,
-       sqrt(l.dx * l.dx + l.dy * l.dy + COALESCE(l.dz * l.dz, 0)) / l.frame_gap AS speed_per_frame
+       l.step_length,
+       l.step_length / NULLIF(l.time_gap, 0) AS speed,
+       l.step_length / l.frame_gap AS speed_per_frame
 FROM links AS l
 WHERE l.track_id IS NOT NULL
