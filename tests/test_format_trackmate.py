@@ -426,6 +426,46 @@ def test_trackmate_export_of_merges_and_divisions_of_another_format(tmp_path):
         "positions.native_id present in one only"]
 
 
+def _other_format(name: str):
+    try:
+        return formats.get_format(name)
+    except Exception as e:  # a missing extra of another format
+        pytest.skip(f"{name} format unavailable: {e}")
+
+
+def test_trackmate_exports_idtrackerai_identities_as_tracks(tmp_path):
+    src = Path(__file__).parent / "data" / "idtrackerai" / "aniread-extdata" / "idtracker.csv"
+    a = _read_other(_other_format("idtrackerai"), src)
+    ref = _check_trackmate_rules(_write(a, tmp_path / "animals.xml"))
+    assert sorted(int(attrs["IDENTITY"]) for attrs, _ in ref["tracks"]) == list(range(1, 9))  # one per animal
+    b = _read(tmp_path / "animals.xml")
+    assert sorted(b.track_col("identity").tolist()) == sorted(a.track_col("identity").tolist())
+    assert compare_tables(a, b, check_ids=False, ignore_meta=[m.key for m in a.metadata + b.metadata]) == [
+        "positions.native_id present in one only"]
+    assert b.session.frame_interval == a.session.frame_interval and b.session.time_unit == "second"
+
+
+def test_trackmate_exports_an_aut_lineage_with_divisions_and_merges(tmp_path):
+    src = SHARED / "data" / "organoidtracker" / "generated_with_organoidtracker" / "small_v2.aut"
+    if not src.exists():
+        pytest.skip("shared OrganoidTracker sample not next to the repository")
+    a = _read_other(_other_format("organoidtracker"), src)
+    s, d = a.links["source_id"], a.links["target_id"]
+    assert (np.bincount(s) > 1).any() and (np.bincount(d) > 1).any()  # the sample has both
+    ref = _check_trackmate_rules(_write(a, tmp_path / "aut.xml"))
+    b = _read(tmp_path / "aut.xml")
+    assert compare_tables(a, b, check_ids=False, ignore_meta=[m.key for m in a.metadata + b.metadata]) == [
+        "positions.native_id present in one only"]
+    lineages = a.track_col("lineage_id")[a.positions["track_id"][s]]
+    assert len(ref["tracks"]) == len(np.unique(lineages))
+
+
+def _read_other(module, path: Path) -> TrackTables:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return module.read(path)
+
+
 def test_trackmate_write_refuses_an_existing_file(tmp_path):
     t = EXAMPLES["linear"]()
     trackmate.write(t, tmp_path / "x.xml")

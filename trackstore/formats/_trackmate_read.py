@@ -9,7 +9,9 @@ The mapping (see also the module docstring of :mod:`trackstore.formats.trackmate
 * position metadata: ``name`` (when it is not TrackMate's default ``ID<spot ID>``, which TrackMate
   also gives a spot without a name), every other spot feature (int64 for ``isint`` features, float64
   otherwise, declaration order), ``ROI`` (the polygon as ``[[dx, dy], ...]`` relative to the spot
-  centre, as TrackMate stores it), and ``trackmate.absent`` (column features a spot lacks). An
+  centre, as TrackMate stores it), and ``trackmate.absent`` (column features a spot lacks).
+  POSITION_T, which TrackMate sets to FRAME x frame interval, is ``frames.time`` and kept as
+  metadata only when some spot's value differs (bit for bit) from that product. An
   integer ``ORIGIN`` spot feature (how trackstore writes positions.origin) is ``positions.origin``.
 * links: one per edge, oriented forward in time (``trackmate.reversed`` marks edges the file wrote
   backwards); link metadata: every edge feature except the two spot IDs.

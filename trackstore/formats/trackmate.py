@@ -1,8 +1,9 @@
 """TrackMate XML: every spot, edge, track, feature, ROI and setting, in and out, streamed.
 
-Reading makes one streaming pass (lxml when installed, else the standard library's expat parser;
-see :mod:`._trackmate_xml`), so memory stays bounded as files reach hundreds of MB. A file that
-declares a DTD (hence entities: "billion laughs", XXE) is refused before parsing.
+Reading makes one streaming pass with a SAX-style parser target (lxml when installed, else the
+standard library's expat parser; see :mod:`._trackmate_xml`): no element tree is built and values
+become numeric columns every few thousand rows, so memory stays bounded as files reach hundreds of
+MB. A file that declares a DTD (hence entities: "billion laughs", XXE) is refused before parsing.
 
 How a TrackMate file maps onto the model (details in :mod:`._trackmate_read`):
 
@@ -12,9 +13,11 @@ TrackMate              trackstore
 Spot                   a position: ``frame``/``x``/``y``/``z``/``quality``/``radius`` from FRAME,
                        POSITION_X/Y/Z, QUALITY, RADIUS; ``native_id`` = spot ID. Singletons kept.
                        z is NaN for a 2D file (one slice, every POSITION_Z 0).
-spot name, features    position metadata ``name`` and one key per feature (int64 when ``isint``,
-                       float64 otherwise, in declaration order); ``ROI`` = ``[[dx, dy], ...]``
-                       relative to the spot centre, as TrackMate stores it
+spot name, features    position metadata ``name`` (unless it is TrackMate's default ``ID<ID>``) and
+                       one key per feature (int64 when ``isint``, float64 otherwise, in declaration
+                       order); ``ROI`` = ``[[dx, dy], ...]`` relative to the spot centre, as
+                       TrackMate stores it. POSITION_T is ``frames.time`` (FRAME x interval) unless
+                       a spot says otherwise; values TrackMate derives are written back exactly
 Edge                   a link, forward in time (a gap when it skips frames; splits and merges
                        allowed); link metadata: every edge feature
 Track                  a lineage (tracklets are derived); lineage metadata ``TRACK_ID``, ``name``,
