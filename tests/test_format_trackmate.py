@@ -378,11 +378,13 @@ def test_trackmate_export_warns_for_what_it_cannot_hold(tmp_path):
     t.add_meta("track", "TRACK_MEAN_SPEED", np.ones(t.n_tracks), np.arange(t.n_tracks))
     t.add_meta("session", "experiment", "control")
     t.add_meta("session", "organoidtracker.other_data", {"drug": "none"})
+    t.add_meta("position", "QUALITY", np.ones(n), np.arange(n))
     with pytest.warns(LossyConversionWarning) as rec:
         trackmate.write(t, tmp_path / "d.xml")
     text = " ".join(str(w.message) for w in rec)
     assert "'cell_type'" in text and "tracklet names" in text and "d.xml" in text
     assert "track metadata 'TRACK_MEAN_SPEED'" in text and "session metadata 'experiment'" in text
+    assert "position metadata 'QUALITY'" in text
     # numeric: written; other formats' private keys: not data
     assert "intensity" not in text and "idtrackerai" not in text and "organoidtracker" not in text
     b = _read(tmp_path / "d.xml")

@@ -250,6 +250,9 @@ class _Writer:
             else:
                 cols.append(_Column(key, t.pos(col), False, present))
         skip = {"name", "ROI", *SPOT_NON_FEATURES, *SPOT_COLUMNS}
+        for key in sorted({b.key for b in t.metadata if b.scope == "position"} & (skip - {"name", "ROI"})):
+            self.lost.append(f"position metadata {key!r} (TrackMate's attribute of that name is written from "
+                             "the positions table)")
         for key, (owners, values, isint) in self._usable("position", skip):
             cols.append(_column(key, n, owners, values, isint))
         keys = {c.key for c in cols}
