@@ -622,3 +622,24 @@ def test_trackmate_generated_file_reads_and_round_trips(extra, tmp_path):
     assert t.meta("position", "POSITION_T") is None  # FRAME x 5.0 for every spot: frames.time
     assert t.session.space_unit == "micrometre" and t.session.time_unit == "second"
     assert compare_tables(t, _read(_write(t, tmp_path / "back.xml"))) == []
+
+
+@pytest.mark.skipif(not GEN.exists(), reason="shared/tools/gen_trackmate.py is not next to the repository")
+def test_trackmate_parse_holds_a_bounded_python_working_set(tmp_path, monkeypatch):
+    """Streaming: the Python objects alive while parsing do not grow with the file (5x the spots)."""
+    import tracemalloc
+
+    monkeypatch.setattr(_trackmate_xml, "_CHUNK", 256)
+    _trackmate_xml.parse(DATA / "edge_cases.xml")  # first-use imports are not the working set
+    peaks = []
+    for frames in (10, 50):
+        out = tmp_path / f"g{frames}.xml"
+        subprocess.run([sys.executable, str(GEN), "--frames", str(frames), "--per-frame", "300", "--out", str(out)],
+                       check=True, capture_output=True)
+        tracemalloc.start()
+        raw = _trackmate_xml.parse(out)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert raw.spots.n >= frames * 300
+    assert peaks[1] < 1.5 * peaks[0], peaks
+
