@@ -116,7 +116,9 @@ def run():
         res[f] = np.nanmean(step, axis=0)
     return res
 run()  # warm the page cache
-t0 = time.perf_counter(); res = run(); dt = time.perf_counter() - t0
+dt = float("inf")
+for _ in range(3):  # best of 3, like the SQL side: the machine is shared
+    t0 = time.perf_counter(); res = run(); dt = min(dt, time.perf_counter() - t0)
 print(json.dumps({"seconds": dt, "values": int(sum(len(v) for v in res.values())),
                   "grand_mean": float(np.nanmean(np.concatenate(list(res.values()))))}))
 """
@@ -130,7 +132,9 @@ con = duckdb.connect(db, read_only=True)
 q = '''SELECT session_id, track_id, avg(speed) AS mean_speed
        FROM track_steps WHERE frame_gap = 1 GROUP BY session_id, track_id'''
 con.execute(q).fetchall()  # warm
-t0 = time.perf_counter(); rows = con.execute(q).fetchall(); dt = time.perf_counter() - t0
+dt = float("inf")
+for _ in range(3):  # best of 3, like the loop side
+    t0 = time.perf_counter(); rows = con.execute(q).fetchall(); dt = min(dt, time.perf_counter() - t0)
 import numpy as np
 print(json.dumps({"seconds": dt, "values": len(rows), "grand_mean": float(np.mean([r[2] for r in rows]))}))
 """
