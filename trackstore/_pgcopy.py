@@ -52,16 +52,17 @@ def payload(columns: list[Column]) -> bytes:
     if shift > 62:
         raise ValueError("too many nullable/text columns for one COPY group key")
     parts = [HEADER]
-    order = np.argsort(key, kind="stable")
-    keys_sorted = key[order]
-    bounds = np.flatnonzero(np.diff(keys_sorted)) + 1
-    starts = np.concatenate([[0], bounds]).astype(np.int64)
-    ends = np.concatenate([bounds, [n]]).astype(np.int64)
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        if a == b:
-            continue
-        idx = order[a:b]
-        first = idx[0]
+    if n and key.min() == key.max():  # one layout for all rows (the usual case): no sort, no gathers
+        groups = [slice(0, n)]
+    else:
+        order = np.argsort(key, kind="stable")
+        bounds = np.flatnonzero(np.diff(key[order])) + 1
+        starts = np.concatenate([[0], bounds]).astype(np.int64).tolist()
+        ends = np.concatenate([bounds, [n]]).astype(np.int64).tolist()
+        groups = [order[a:b] for a, b in zip(starts, ends) if a < b]
+    for idx in groups:
+        first = idx.start if isinstance(idx, slice) else idx[0]
+        count = (idx.stop - idx.start) if isinstance(idx, slice) else len(idx)
         fields = [("n", ">i2")]
         fill = []
         for i, c in enumerate(columns):
@@ -80,16 +81,21 @@ def payload(columns: list[Column]) -> bytes:
                 dt = np.dtype(_KINDS[c.kind])
                 fields += [(f"l{i}", ">i4"), (f"v{i}", dt)]
                 fill.append((i, dt.itemsize, "values"))
-        rec = np.empty(len(idx), dtype=np.dtype(fields))
-        rec["n"] = ncol
+        dtype = np.dtype(fields)
+        # every constant byte (field count, lengths, category text) comes from one template row,
+        # repeated as bytes; then only the value fields are written, one vectorized copy each
+        template = np.zeros(1, dtype=dtype)
+        template["n"] = ncol
         for i, length, what in fill:
-            rec[f"l{i}"] = length
-            if what is None:
-                continue
+            template[f"l{i}"] = length
+            if what is not None and not isinstance(what, str):
+                template[f"v{i}"] = what
+        rec = np.empty(count, dtype=dtype)
+        rec[...] = template[0]
+        for i, _length, what in fill:
             if isinstance(what, str):  # "values"
-                rec[f"v{i}"] = columns[i].values[idx]
-            else:
-                rec[f"v{i}"] = what
+                v = columns[i].values
+                rec[f"v{i}"] = v[idx] if not isinstance(idx, slice) or idx != slice(0, len(v)) else v
         parts.append(rec.tobytes())
     parts.append(TRAILER)
     return b"".join(parts)

@@ -462,6 +462,9 @@ class _PostgresBulk(_Bulk):
     def _copy(self, table: str, names: list[str], columns: list) -> None:
         from . import _pgcopy
 
+        # a column that is NULL in every row is left out: its default is NULL, and it costs bytes
+        keep = [i for i, c in enumerate(columns) if c.null is None or not c.null.all()]
+        names, columns = [names[i] for i in keep], [columns[i] for i in keep]
         data = _pgcopy.payload(columns)
         with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as cp:
             view = memoryview(data)
