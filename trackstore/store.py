@@ -434,9 +434,10 @@ class _DuckDBBulk(_Bulk):
             self._insert("links", src, ", ".join(sel), [sid])
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
-        if blocks:
-            self._insert("metadata", metadata_arrow(blocks),
-                         "?, scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json", [sid])
+        if not blocks:
+            return
+        self._insert("metadata", metadata_arrow(blocks),
+                     "?, scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json", [sid])
 
 
 class _PostgresBulk(_Bulk):
@@ -680,13 +681,15 @@ def metadata_arrow(blocks: list[MetaBlock]) -> pa.Table:
             else:
                 cols[name] = pa.array(v, typ)
         vt = enc["vtype"]
-        vtype = pa.array([vt] * n if isinstance(vt, str) else vt, pa.string())
+        # constant columns are repeated scalars (no Python list of n strings)
+        vtype = pa.repeat(pa.scalar(vt, pa.string()), n) if isinstance(vt, str) else pa.array(vt, pa.string())
         owner = pa.nulls(n, pa.int64()) if b.owners is None else pa.array(b.owners, pa.int64())
-        batches.append(pa.record_batch([
-            pa.array([b.scope] * n, pa.string()), owner, pa.array([b.key] * n, pa.string()),
-            pa.array(np.full(n, seq, np.int32)), vtype,
+        batch = pa.record_batch([
+            pa.repeat(pa.scalar(b.scope, pa.string()), n), owner, pa.repeat(pa.scalar(b.key, pa.string()), n),
+            pa.repeat(pa.scalar(seq, pa.int32()), n), vtype,
             cols["v_int"], cols["v_float"], cols["v_bool"], cols["v_str"], cols["v_json"],
-        ], schema=_META_SCHEMA))
+        ], schema=_META_SCHEMA)
+        batches.append(batch)
     return pa.Table.from_batches(batches, schema=_META_SCHEMA)
 
 
