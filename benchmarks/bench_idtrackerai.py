@@ -140,8 +140,9 @@ print(json.dumps({"seconds": dt, "values": len(rows), "grand_mean": float(np.mea
 """
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def inputs(description: str):
+    """Parse the shared size options and generate the inputs once: ``(args, workdir, big file, many folder)``."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a tenth of the default sizes")
     ap.add_argument("--frames", type=int, default=100_000)
     ap.add_argument("--animals", type=int, default=100)
@@ -164,6 +165,11 @@ def main() -> None:
               flush=True)
         for i in range(a.sessions):
             make_session(many / f"session_{i:03d}.npy", a.session_frames, a.session_animals, seed=100 + i)
+    return a, wd, big, many
+
+
+def main() -> None:
+    a, wd, big, many = inputs(__doc__)
     dbs = wd / "db"
     shutil.rmtree(dbs, ignore_errors=True)
     dbs.mkdir(parents=True)

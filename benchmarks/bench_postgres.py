@@ -14,14 +14,13 @@ Run:  python benchmarks/bench_postgres.py [--quick]
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
-from _util import HERE, row, run_child
-from bench_idtrackerai import make_session
+from _util import row, run_child
+from bench_idtrackerai import inputs
 
 FLOOR = r"""
 import numpy as np, psycopg
@@ -77,25 +76,7 @@ print(json.dumps({"seconds": dt, "values": len(rows)}))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a tenth of the default sizes")
-    ap.add_argument("--frames", type=int, default=100_000)
-    ap.add_argument("--animals", type=int, default=100)
-    ap.add_argument("--sessions", type=int, default=100)
-    ap.add_argument("--workdir", type=Path, default=HERE / "_data" / "idtrackerai")
-    a = ap.parse_args()
-    if a.quick:
-        a.frames, a.sessions = a.frames // 10, a.sessions // 10
-    wd = a.workdir / ("quick" if a.quick else "full")
-    big = wd / "big" / "trajectories.npy"
-    if not big.exists():
-        print(f"generating {big} ...", flush=True)
-        make_session(big, a.frames, a.animals, seed=1)
-    many = wd / "many"
-    if len(list(many.glob("*.npy"))) != a.sessions:
-        shutil.rmtree(many, ignore_errors=True)
-        for i in range(a.sessions):
-            make_session(many / f"session_{i:03d}.npy", 18_000, 10, seed=100 + i)
+    a, wd, big, many = inputs(__doc__)
 
     import pgserver
 

@@ -175,6 +175,20 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
     # ---- the other variants give origins (loaded one at a time)
     others: list[tuple[str, files.Loaded]] = []
     rules: dict[str, list[int]] = {primary: list(_ALL)}
+    grid_shape = traj.shape
+
+    def load_with_gaps() -> bool:
+        """Origins from the with-gaps file that sits beside a without-gaps one; False if there is none."""
+        gaps = next((v for v in _GAPS_VARIANTS if v in by_variant), None)
+        if gaps is None:
+            return False
+        g = files.load(found, by_variant[gaps][0], max_bytes=max_bytes)
+        read_files.extend(g.files)
+        _mark_gap_closed(origin, g.data["trajectories"], grid_shape, take)
+        others.append((gaps, g))
+        rules[gaps] = [_OBS]
+        return True
+
     if primary in _VALIDATED_VARIANTS:
         base = next((v for v in _NO_GAPS_VARIANTS + _GAPS_VARIANTS if v in by_variant), None)
         if base is not None:
@@ -187,22 +201,9 @@ def read(path: Path, *, max_bytes: int = MAX_BYTES) -> TrackTables:
             others.append((base, b))
             rules[base] = [_OBS, _GAP] if base in _NO_GAPS_VARIANTS else [_OBS]
             if base in _NO_GAPS_VARIANTS:
-                gaps = next((v for v in _GAPS_VARIANTS if v in by_variant), None)
-                if gaps is not None:
-                    g = files.load(found, by_variant[gaps][0], max_bytes=max_bytes)
-                    read_files += g.files
-                    _mark_gap_closed(origin, g.data["trajectories"], traj.shape, take)
-                    others.append((gaps, g))
-                    rules[gaps] = [_OBS]
+                load_with_gaps()
     elif primary in _NO_GAPS_VARIANTS:
-        gaps = next((v for v in _GAPS_VARIANTS if v in by_variant), None)
-        if gaps is not None:
-            g = files.load(found, by_variant[gaps][0], max_bytes=max_bytes)
-            read_files += g.files
-            _mark_gap_closed(origin, g.data["trajectories"], traj.shape, take)
-            others.append((gaps, g))
-            rules[gaps] = [_OBS]
-        elif quality is not None:
+        if not load_with_gaps() and quality is not None:
             _mark_by_probability(origin, quality, idp)
     elif not gaps_semantics and quality is not None:
         _mark_by_probability(origin, quality, idp)
