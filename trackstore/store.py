@@ -395,7 +395,8 @@ class _DuckDBBulk(_Bulk):
         if not n:
             return
         p = t.positions
-        src = {"position_id": np.arange(n, dtype=np.int64), "frame": p["frame"], "x": p["x"], "y": p["y"]}
+        ids = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)  # BIGINT column; int32 halves the array
+        src = {"position_id": ids, "frame": p["frame"], "x": p["x"], "y": p["y"]}
         cols = ["?", "position_id", "frame", "x", "y"]
         for name, null_when in (("z", None), ("track_id", -1), ("origin", None), ("native_id", None),
                                 ("quality", None), ("radius", None)):
@@ -597,7 +598,7 @@ def _arrow_batches(columns: dict[str, np.ndarray]) -> pa.Table:
         else:
             arrays[k] = pa.array(v)
     return pa.Table.from_batches(pa.table(arrays).to_batches(max_chunksize=_BATCH_ROWS))
-_LINK_CHUNK = 2_000_000
+_LINK_CHUNK = 1_000_000
 
 
 def _link_chunks(t: TrackTables, frames: np.ndarray):
