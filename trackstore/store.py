@@ -8,7 +8,6 @@ trackstore process waits seconds, not for a whole multi-session ingest.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
@@ -648,12 +647,6 @@ def _link_columns(t: TrackTables, frames: np.ndarray, part: slice | None = None)
     return out
 
 
-def _filled(col, fill):
-    if np.ma.isMaskedArray(col):
-        return col.filled(fill)
-    return np.asarray(col)
-
-
 def _obj(lst: list) -> np.ndarray:
     a = np.empty(len(lst), dtype=object)
     a[:] = lst
@@ -733,5 +726,3 @@ def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:
     return out
 
 
-def replace_info(info: SessionInfo, **kw) -> SessionInfo:
-    return dataclasses.replace(info, **kw)
