@@ -137,3 +137,21 @@ def test_values_refuse_arbitrary_objects():
 def test_metablock_lengths_must_match():
     with pytest.raises(ValueError, match="differ in length"):
         MetaBlock("position", "k", np.zeros(3), owners=[1, 2])
+
+
+def test_store_signed_zeros_survive_constant_segments(any_store):
+    """DuckDB stores a segment of zeros as one constant and keeps the first zero's sign for all;
+    the store records -0.0 positions and metadata values so both signs come back."""
+    n = 6
+    t = TrackTables.from_columns(frame=np.arange(n), x=np.array([-0.0, 0.0, 0.0, -0.0, 0.0, 0.0]),
+                                 y=np.array([0.0, -0.0, -0.0, 0.0, 0.0, -0.0]), z=np.zeros(n),
+                                 quality=np.array([-0.0] * n), session=SessionInfo(name="zeros"))
+    t.add_meta("position", "v", np.array([-0.0, 0.0, -0.0, 0.0, 0.0, 0.0]), owners=np.arange(n))
+    t.add_meta("session", "neg", -0.0)
+    t.add_meta("session", "pos", 0.0)
+    t.add_meta("session", "np_neg", np.float64(-0.0))
+    _, back = _roundtrip(any_store, t)
+    assert compare_tables(t, back) == []
+    for col in ("x", "y", "z", "quality"):
+        assert np.signbit(back.positions[col]).tolist() == np.signbit(t.positions[col]).tolist(), col
+    assert [math.copysign(1, v) for v in back.session_meta().values()] == [-1, 1, -1]

@@ -36,6 +36,11 @@ __all__ = ["encode", "decode", "encode_column", "to_json_text", "from_json_text"
 VTYPES = ("null", "bool", "int", "float", "str", "json")  # plus "np:<dtype.str>"
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+#: ``v_json`` of a ``float`` value that is -0.0. DuckDB's storage merges -0.0 into 0.0 when it
+#: compresses a segment as constant or run-length (they compare equal), so the sign is also
+#: written here (trackstore.store does the same for position columns).
+NEGATIVE_ZERO = "-0.0"
 _TAG = "__t"
 
 
@@ -143,13 +148,13 @@ def encode(v: Any) -> tuple[str, int | None, float | None, bool | None, str | No
             return (vt, None, None, bool(v), None, None)
         if v.dtype.kind in "iu":
             return (vt, int(v), None, None, None, None)
-        return (vt, None, float(v), None, None, None)
+        return (vt, None, float(v), None, None, NEGATIVE_ZERO if v == 0 and np.signbit(v) else None)
     if isinstance(v, bool):
         return ("bool", None, None, v, None, None)
     if isinstance(v, int) and not isinstance(v, np.generic) and _INT64_MIN <= v <= _INT64_MAX:
         return ("int", v, None, None, None, None)
     if isinstance(v, float) and not isinstance(v, np.generic):
-        return ("float", None, v, None, None, None)
+        return ("float", None, v, None, None, NEGATIVE_ZERO if v == 0 and math.copysign(1, v) < 0 else None)
     if isinstance(v, str) and not isinstance(v, np.generic):
         return ("str", None, None, None, v, None)
     return ("json", None, None, None, None, to_json_text(v))
@@ -164,7 +169,7 @@ def decode(vtype: str, v_int, v_float, v_bool, v_str, v_json) -> Any:
     if vtype == "int":
         return int(v_int)
     if vtype == "float":
-        return float("nan") if v_float is None else float(v_float)
+        return float("nan") if v_float is None else _signed_zero(float(v_float), v_json)
     if vtype == "str":
         return v_str
     if vtype == "json":
@@ -175,8 +180,15 @@ def decode(vtype: str, v_int, v_float, v_bool, v_str, v_json) -> Any:
             return dt.type(bool(v_bool))
         if dt.kind in "iu":
             return dt.type(int(v_int))
-        return dt.type(float("nan") if v_float is None else v_float)
+        return dt.type(float("nan") if v_float is None else _signed_zero(float(v_float), v_json))
     raise ValueError(f"unknown vtype {vtype!r}")
+
+
+def _signed_zero(v: float, mark) -> float:
+    """A stored zero's sign comes from the NEGATIVE_ZERO mark, not from the stored double."""
+    if v == 0:
+        return -0.0 if mark == NEGATIVE_ZERO else 0.0
+    return v
 
 
 def encode_column(values) -> dict[str, Any]:
@@ -192,7 +204,11 @@ def encode_column(values) -> dict[str, Any]:
     a = np.asarray(values) if not isinstance(values, np.ndarray) else values
     n = len(a)
     if a.dtype.kind == "f":
-        return {"vtype": "float", "v_float": a.astype(np.float64, copy=False)}
+        out = {"vtype": "float", "v_float": a.astype(np.float64, copy=False)}
+        neg = (a == 0) & np.signbit(a)
+        if neg.any():  # see NEGATIVE_ZERO
+            out["v_json"] = np.where(neg, NEGATIVE_ZERO, None).astype(object)
+        return out
     if a.dtype.kind in "iu" and (a.dtype.kind == "i" or a.dtype.itemsize < 8):
         return {"vtype": "int", "v_int": a.astype(np.int64, copy=False)}
     if a.dtype.kind == "b":
