@@ -53,7 +53,7 @@ def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> No
 
 
 def test_concurrency_second_writer_waits_then_succeeds(store_path):
-    a = _start(WRITER, str(store_path), "a", "2.0")
+    a = _start(WRITER, str(store_path), "a", "6.0")
     _wait_for_line(a, "WROTE")  # a holds the lock inside its transaction
     b = _start(WRITER, str(store_path), "b", "0")
     out_b, err_b = b.communicate(timeout=120)
@@ -65,7 +65,7 @@ def test_concurrency_second_writer_waits_then_succeeds(store_path):
 
 
 def test_concurrency_reader_waits_for_writer(store_path):
-    a = _start(WRITER, str(store_path), "a", "2.0")
+    a = _start(WRITER, str(store_path), "a", "6.0")
     _wait_for_line(a, "WROTE")
     r = _start(READER, str(store_path))
     out_r, err_r = r.communicate(timeout=120)
@@ -108,7 +108,7 @@ def _cli(*args: str) -> subprocess.Popen:
 
 
 def test_concurrency_cli_ingest_waits_for_a_writer_then_succeeds(store_path):
-    holder = _start(WRITER, str(store_path), "held", "3.0")
+    holder = _start(WRITER, str(store_path), "held", "6.0")
     _wait_for_line(holder, "WROTE")
     ing = _cli("ingest", str(SAMPLE), "--db", str(store_path))
     out, err = ing.communicate(timeout=180)
@@ -121,7 +121,7 @@ def test_concurrency_cli_ingest_waits_for_a_writer_then_succeeds(store_path):
 
 
 def test_concurrency_cli_query_waits_for_a_writer(store_path):
-    holder = _start(WRITER, str(store_path), "held", "3.0")
+    holder = _start(WRITER, str(store_path), "held", "6.0")
     _wait_for_line(holder, "WROTE")
     q = _cli("query", "SELECT count(*) AS n FROM sessions", "--db", str(store_path), "--output", "csv")
     out, err = q.communicate(timeout=180)
