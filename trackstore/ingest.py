@@ -13,6 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from .model import TrackTables
 from .store import Store
 
 __all__ = ["IngestReport", "ingest", "content_hash", "read_path"]
+
+_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trackstore-hash")
 
 
 @dataclass
@@ -152,11 +155,16 @@ def ingest(store: Store, paths: Iterable[str | os.PathLike], *, fmt: str = "auto
         if progress:
             progress("start", i, total, rep)
         t0 = time.perf_counter()
+        # a single file is hashed on a second thread while it is parsed (hashlib releases the GIL)
+        early = _hasher.submit(content_hash, module.NAME, [path], path) if path.is_file() else None
         try:
             tables, rep.warnings = read_path(path, module, **(read_options or {}))
             rep.name = tables.session.name
             files = tables.session.source_files or _all_files(path)
-            digest = content_hash(module.NAME, files, path)
+            if early is not None and {Path(f).resolve() for f in files} == {path.resolve()}:
+                digest = early.result()
+            else:
+                digest = content_hash(module.NAME, files, path)
             with store.transaction() as conn:
                 store.lock_content(conn, digest)
                 existing = store.find_sessions(conn, content_hash=digest)
