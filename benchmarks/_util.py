@@ -28,3 +28,23 @@ def run_child(code: str, *args: str) -> dict:
 
 def row(label: str, value: str) -> None:
     print(f"  {label:<60s} {value}", flush=True)
+
+
+def peer_python(venv: Path, peers: dict[str, str], extra: tuple[str, ...] = ()) -> tuple[str, dict[str, str]]:
+    """A venv's python with the peer packages in it (``{import name: pip name}``), made on demand.
+
+    Returns the python and ``{package: why it could not be installed}`` (a failed peer is
+    reported by the benchmark, not fatal). ``extra`` packages are installed alongside each peer.
+    """
+    problems: dict[str, str] = {}
+    py = venv / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    for mod, pkg in peers.items():
+        if subprocess.run([str(py), "-c", f"import {mod}"], capture_output=True).returncode == 0:
+            continue
+        print(f"installing {pkg} into {venv} ...", flush=True)
+        r = subprocess.run([str(py), "-m", "pip", "install", "-q", pkg, *extra], capture_output=True, text=True)
+        if r.returncode != 0:
+            problems[pkg] = (r.stderr.strip().splitlines() or ["pip failed"])[-1]
+    return str(py), problems

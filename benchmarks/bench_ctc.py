@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _util import peer_python
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = HERE / "_data"
@@ -110,23 +112,6 @@ def generate(gen: Path, frames: int, size: int, cells: int) -> Path:
     return tra
 
 
-def peer_python() -> tuple[str | None, dict[str, str]]:
-    """The benchmark venv's python with the peers installed (what could not be, with why)."""
-    problems: dict[str, str] = {}
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    for mod, pkg in PEERS.items():
-        if subprocess.run([str(py), "-c", f"import {mod}"], capture_output=True).returncode == 0:
-            continue
-        print(f"installing {pkg} into {VENV} ...", flush=True)
-        r = subprocess.run([str(py), "-m", "pip", "install", "-q", pkg, "imagecodecs"], capture_output=True,
-                           text=True)
-        if r.returncode != 0:
-            problems[pkg] = (r.stderr.strip().splitlines() or ["pip failed"])[-1]
-    return str(py), problems
-
-
 def run_op(python: str, op: str, env: dict[str, str], repeat: int) -> dict:
     code = "".join(f"{k} = {v!r}\n" for k, v in env.items()) + OPS[op] + _TAIL
     runs = []
@@ -168,7 +153,7 @@ def main(argv=None) -> int:
                                             {"DB": str(work / "ours.duckdb"), "OUT": str(work / "export")}, a.repeat)
         problems: dict[str, str] = {}
         if not a.no_peers:
-            py, problems = peer_python()
+            py, problems = peer_python(VENV, PEERS, ("imagecodecs",))
             for op in ("traccuracy", "tracksdata_memory", "tracksdata_sqlite"):
                 pkg = op.split("_")[0]
                 if pkg in problems:

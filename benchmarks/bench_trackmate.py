@@ -38,6 +38,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _util import peer_python
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DATA = HERE / "_data" / "trackmate"
@@ -149,22 +151,6 @@ def make_input(gen: Path, quick: bool) -> Path:
     return xml
 
 
-def peer_python() -> tuple[str | None, dict[str, str]]:
-    """The benchmark venv's python with the peers in it (and what could not be installed, with why)."""
-    problems: dict[str, str] = {}
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    for mod, pkg in PEERS.items():
-        if subprocess.run([str(py), "-c", f"import {mod}"], capture_output=True).returncode == 0:
-            continue
-        print(f"installing {pkg} into {VENV} ...", flush=True)
-        r = subprocess.run([str(py), "-m", "pip", "install", "-q", pkg], capture_output=True, text=True)
-        if r.returncode != 0:
-            problems[pkg] = (r.stderr.strip().splitlines() or ["pip failed"])[-1]
-    return str(py), problems
-
-
 def run(python: str, op: str, src: Path, repeat: int) -> dict:
     code = _HEAD + f"SRC = {str(src)!r}\nOUT = {str(DATA)!r}\n" + OPS[op]
     runs = []
@@ -202,7 +188,7 @@ def main(argv=None) -> int:
     store_session(src)
     res = {op: run(sys.executable, op, src, a.repeat) for op in ("ours_ingest", "ours_read", "ours_export",
                                                                  "ours_write")}
-    py, problems = (None, {}) if a.no_peers else peer_python()
+    py, problems = (None, {}) if a.no_peers else peer_python(VENV, PEERS)
     for op, mod in (("geff", "geff"), ("pytrackmate", "pytrackmate"), ("lxml_floor", "pandas")):
         if py is None:
             res[op] = {"error": "skipped (--no-peers)"}
