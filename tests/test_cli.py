@@ -157,3 +157,18 @@ def test_cli_query_cannot_write_files(filled, tmp_path):
     r = run("query", f"COPY (SELECT * FROM positions) TO '{target}'", "--db", filled)
     assert r.exit_code == 1 and r.stderr.startswith("Error: ")
     assert not target.exists()
+
+
+def test_cli_export_without_gaps_fills_them(store_path, tmp_path):
+    with Store(store_path) as s, s.transaction() as c:
+        s.write_session(c, examples.gap(), content_hash="gap")
+    out = tmp_path / "filled.aut"
+    r = run("export", "gap", "--format", "organoidtracker", "--out", out, "--gaps", "without", "--db", store_path)
+    assert r.exit_code == 0, r.stderr
+    from trackstore.formats import organoidtracker
+
+    back = organoidtracker.read(out)
+    assert sorted(back.positions["frame"].tolist()) == [0, 1, 2, 3, 4, 5]  # frames 2 and 3 interpolated
+    i = back.positions["frame"].tolist().index(2)
+    # a third of the way from frame 1 at (2, 1) to frame 4 at (5, 4)
+    assert back.positions["x"][i] == 3.0 and back.positions["y"][i] == 2.0

@@ -397,8 +397,7 @@ def export(
 
     Example: trackstore export 3 --format idtrackerai --out restored/session_3
     """
-    from .export import write_tables
-    from .model import fill_gaps
+    from .export import export as run_export
 
     if fmt == "parquet":
         from .transfer import export_lake
@@ -412,10 +411,8 @@ def export(
     if gaps not in ("with", "without"):
         raise typer.BadParameter("--gaps must be with or without")
     with _open(db, read_only=True) as store:
-        tables = store.read_session(session[0])
-    if gaps == "without":
-        tables = fill_gaps(tables, max_gap=max_gap)
-    paths, lost = write_tables(tables, fmt, out, overwrite=overwrite, **_typed_options(option))
+        paths, lost = run_export(store, session[0], fmt, out, overwrite=overwrite, gaps=gaps, max_gap=max_gap,
+                                 **_typed_options(option))
     for w in lost:
         _err(f"warning: {w}")
     typer.echo(f"wrote {len(paths)} file{'s' if len(paths) != 1 else ''} to {out}")

@@ -10,7 +10,7 @@ from typing import Any
 from . import formats
 from .errors import TrackstoreError, TrackstoreWarning, WriteError
 from .ingest import read_path
-from .model import TrackTables
+from .model import TrackTables, fill_gaps
 from .store import Store
 
 __all__ = ["export", "convert", "write_tables"]
@@ -41,7 +41,7 @@ def write_tables(tables: TrackTables, fmt: str, out: str | os.PathLike, *, overw
 
 
 def export(store: Store, session: int | str, fmt: str, out: str | os.PathLike, *, overwrite: bool = False,
-           **options: Any) -> tuple[list[Path], list[str]]:
+           gaps: str = "with", max_gap: int | None = None, **options: Any) -> tuple[list[Path], list[str]]:
     """Write one stored session as files of ``fmt``.
 
     Args:
@@ -50,6 +50,9 @@ def export(store: Store, session: int | str, fmt: str, out: str | os.PathLike, *
         fmt: Target format name (see ``trackstore formats``).
         out: Target file or folder (format-dependent).
         overwrite: Replace an existing target.
+        gaps: ``"with"`` writes the session as stored; ``"without"`` first fills every link that
+            skips frames with linearly interpolated positions (see :func:`trackstore.model.fill_gaps`).
+        max_gap: With ``gaps="without"``, fill only gaps of at most this many frames.
         **options: Format-specific write options (e.g. ``layout="v5"`` for idtracker.ai).
 
     Returns:
@@ -58,7 +61,11 @@ def export(store: Store, session: int | str, fmt: str, out: str | os.PathLike, *
     Example:
         >>> export(store, 1, "trackmate", "out/tracks.xml")  # doctest: +SKIP
     """
+    if gaps not in ("with", "without"):
+        raise WriteError(f"gaps must be 'with' or 'without', not {gaps!r}")
     tables = store.read_session(session)
+    if gaps == "without":
+        tables = fill_gaps(tables, max_gap=max_gap)
     return write_tables(tables, fmt, out, overwrite=overwrite, **options)
 
 
