@@ -155,3 +155,20 @@ def test_store_signed_zeros_survive_constant_segments(any_store):
     for col in ("x", "y", "z", "quality"):
         assert np.signbit(back.positions[col]).tolist() == np.signbit(t.positions[col]).tolist(), col
     assert [math.copysign(1, v) for v in back.session_meta().values()] == [-1, 1, -1]
+
+
+def test_duckdb_insert_releases_its_source_before_commit(store):
+    """One session's columns must not all stay pinned until commit (a dropped view did that)."""
+    import gc
+    import weakref
+
+    from trackstore.store import _DuckDBBulk
+
+    with store.transaction() as c:
+        col = np.arange(1000, dtype=np.int64)
+        ref = weakref.ref(col)
+        _DuckDBBulk(c)._insert("frames", {"frame": col, "time": col * 0.5}, 7, "frame, time")
+        del col
+        gc.collect()
+        assert ref() is None, "DuckDB still holds the inserted array inside the transaction"
+        assert c.exec_driver_sql("SELECT count(*), max(time) FROM frames WHERE session_id = 7").one() == (1000, 499.5)
