@@ -135,6 +135,29 @@ def test_migrations_0003_backfills_step_length(tmp_path):
     np.testing.assert_allclose(got, np.sqrt((d * d).sum(axis=0)), rtol=1e-15)
 
 
+def test_migrations_0004_origin_enum_keeps_every_origin(empty_url):
+    """0003 stored origin as text; 0004 turns it into the position_origin ENUM, values unchanged, and back."""
+    import examples
+    from trackstore.model import ORIGINS, compare_tables
+
+    t = examples.gap()
+    t.positions["origin"] = (np.arange(t.n_positions) % 3).astype(np.int8)  # observed, gap_closed, validated
+    with Store(empty_url) as s:
+        with s.transaction() as c:
+            s.write_session(c, t, content_hash="x")
+        with s.engine.connect() as c, c.begin():
+            db.downgrade(c, "0003")
+        with s.connect() as c:
+            assert c.exec_driver_sql("SELECT count(DISTINCT origin) FROM positions").scalar() == 3
+        s.upgrade()
+        with s.connect() as c:
+            got = [r[0] for r in c.exec_driver_sql("SELECT origin FROM positions ORDER BY position_id")]
+            assert c.exec_driver_sql("SELECT count(*) FROM positions WHERE origin = 'gap_closed'").scalar() == \
+                int((t.positions["origin"] == 1).sum())
+        assert got == [ORIGINS[o] for o in t.positions["origin"]]
+        assert compare_tables(t, s.read_session(1)) == []
+
+
 def test_migrations_older_store_refuses_write_but_reads(tmp_path, monkeypatch):
     with Store(tmp_path / "s.duckdb") as s:
         s.upgrade()

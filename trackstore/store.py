@@ -22,8 +22,6 @@ from . import db, schema, values
 from .errors import SessionNotFoundError, StoreError
 from .model import ORIGINS, MetaBlock, SessionInfo, TrackTables
 
-_ORIGIN_LIST_SQL = "[" + ", ".join(f"'{o}'" for o in ORIGINS) + "]"
-
 
 class Store:
     """A track store at a SQLAlchemy URL (DuckDB file by default).
@@ -416,7 +414,7 @@ class _DuckDBBulk(_Bulk):
         for name, null_when in (("z", None), ("track_id", -1), ("origin", None), ("native_id", None),
                                 ("quality", None), ("radius", None)):
             if name not in p:
-                cols.append(f"{_ORIGIN_LIST_SQL}[1]" if name == "origin" else "NULL")
+                cols.append(f"'{ORIGINS[0]}'" if name == "origin" else "NULL")
                 continue
             col = p[name]
             if name == "origin":
@@ -424,8 +422,11 @@ class _DuckDBBulk(_Bulk):
                 if lo == hi:  # one origin for all (the usual case): a constant, not a per-row lookup
                     cols.append(f"'{ORIGINS[lo]}'")
                     continue
-                src[name] = col
-                cols.append(f"{_ORIGIN_LIST_SQL}[origin + 1]")
+                # an Arrow dictionary over the labels arrives in DuckDB as an ENUM: 0.20 s for
+                # 9.5 M rows, where indexing a list of labels took 0.30 s
+                src[name] = pa.DictionaryArray.from_arrays(pa.array(col.astype(np.int8, copy=False)),
+                                                           pa.array(ORIGINS))
+                cols.append("origin")
                 continue
             src[name] = col
             if null_when is not None and (col == null_when).any():
@@ -642,6 +643,9 @@ def _arrow_batches(columns: dict[str, np.ndarray]) -> pa.Table:
     """
     arrays = {}
     for k, v in columns.items():
+        if isinstance(v, pa.Array):
+            arrays[k] = v
+            continue
         v = np.ascontiguousarray(v)
         if v.dtype.kind == "f":
             nan = np.isnan(v)

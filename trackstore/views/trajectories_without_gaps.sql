@@ -18,7 +18,8 @@
 -- Frames are integer steps: the interpolated frames are not checked against `frames` (when the
 -- session's frames are complete, they are exactly the NULL cells of trajectories_with_gaps inside
 -- a track). Lone positions (track_id NULL) are not here.
--- generate_series in a LATERAL join runs on DuckDB and PostgreSQL alike.
+-- generate_series in a LATERAL join runs on DuckDB and PostgreSQL alike. `origin` is the
+-- position_origin ENUM (it compares with string literals; cast it to VARCHAR to get text).
 CREATE OR REPLACE VIEW trajectories_without_gaps AS
 SELECT p.session_id, p.track_id, p.frame,
        p.x, p.y, p.z, p.quality, p.position_id, p.origin,
@@ -44,7 +45,7 @@ FROM (
          s.z + l.dz * (g.frame - s.frame) / l.frame_gap AS z,
          CAST(NULL AS DOUBLE PRECISION) AS quality,
          CAST(NULL AS BIGINT) AS position_id,
-         'interpolated' AS origin,
+         CAST('interpolated' AS position_origin) AS origin,
          l.frame_gap - 1 AS gap_length,
          l.link_id
   FROM links AS l
