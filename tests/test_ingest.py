@@ -168,3 +168,31 @@ def test_ingest_malicious_pickle_runs_nothing(tmp_path):
     assert r.exit_code == 1
     assert "posix.system" in r.stderr or "os.system" in r.stderr
     assert not marker.exists()
+
+
+def test_ingest_reads_without_huge_page_advice_and_restores_it(store, monkeypatch):
+    """numpy's huge-page advice is off while a session is read and written (see trackstore._pages), then restored."""
+    import importlib
+
+    import examples
+    from trackstore import _pages
+
+    ingest_mod = importlib.import_module("trackstore.ingest")
+
+    class _Fake:
+        NAME = "idtrackerai"
+
+    if _pages.huge_pages_enabled() is None:
+        pytest.fail("this numpy has no huge-page switch; trackstore._pages needs updating")
+    seen = []
+
+    def fake_read(path, module, **kw):
+        seen.append(_pages.huge_pages_enabled())
+        return examples.linear(), []
+
+    before = _pages.huge_pages_enabled()
+    monkeypatch.setattr(ingest_mod, "read_path", fake_read)
+    monkeypatch.setattr(ingest_mod.formats, "discover", lambda paths, fmt: [(Path("x.npy"), _Fake)])
+    reps = ingest_mod.ingest(store, ["x.npy"])
+    assert reps[0].status == "ingested" and seen == [False]
+    assert _pages.huge_pages_enabled() is before

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import formats
+from ._pages import small_pages
 from .errors import TrackstoreError, TrackstoreWarning, WriteError
 from .ingest import read_path
 from .model import TrackTables, fill_gaps
@@ -63,10 +64,11 @@ def export(store: Store, session: int | str, fmt: str, out: str | os.PathLike, *
     """
     if gaps not in ("with", "without"):
         raise WriteError(f"gaps must be 'with' or 'without', not {gaps!r}")
-    tables = store.read_session(session)
-    if gaps == "without":
-        tables = fill_gaps(tables, max_gap=max_gap)
-    return write_tables(tables, fmt, out, overwrite=overwrite, **options)
+    with small_pages():  # fresh arrays without synchronous RAM compaction (see _pages)
+        tables = store.read_session(session)
+        if gaps == "without":
+            tables = fill_gaps(tables, max_gap=max_gap)
+        return write_tables(tables, fmt, out, overwrite=overwrite, **options)
 
 
 def convert(src: str | os.PathLike, fmt: str, out: str | os.PathLike, *, from_format: str = "auto",
@@ -79,6 +81,7 @@ def convert(src: str | os.PathLike, fmt: str, out: str | os.PathLike, *, from_fo
     """
     src = Path(src)
     module = formats.get_format(from_format) if from_format != "auto" else formats.detect_format(src)
-    tables, read_warnings = read_path(src, module, **(read_options or {}))
-    paths, write_warnings = write_tables(tables, fmt, out, overwrite=overwrite, **write_options)
+    with small_pages():
+        tables, read_warnings = read_path(src, module, **(read_options or {}))
+        paths, write_warnings = write_tables(tables, fmt, out, overwrite=overwrite, **write_options)
     return paths, read_warnings + write_warnings

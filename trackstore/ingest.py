@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import formats
+from ._pages import small_pages
 from .errors import ParseError, TrackstoreError, TrackstoreWarning
 from .model import TrackTables
 from .store import Store
@@ -155,32 +156,9 @@ def ingest(store: Store, paths: Iterable[str | os.PathLike], *, fmt: str = "auto
         if progress:
             progress("start", i, total, rep)
         t0 = time.perf_counter()
-        # a single file is hashed on a second thread while it is parsed (hashlib releases the GIL)
-        early = _hasher.submit(content_hash, module.NAME, [path], path) if path.is_file() else None
         try:
-            tables, rep.warnings = read_path(path, module, **(read_options or {}))
-            rep.name = tables.session.name
-            files = tables.session.source_files or _all_files(path)
-            if early is not None and {Path(f).resolve() for f in files} == {path.resolve()}:
-                digest = early.result()
-            else:
-                digest = content_hash(module.NAME, files, path)
-            with store.transaction() as conn:
-                store.lock_content(conn, digest)
-                existing = store.find_sessions(conn, content_hash=digest)
-                if existing and not replace:
-                    rep.status, rep.session_id = "skipped", existing[0]
-                else:
-                    old = store.find_sessions(conn, content_hash=digest,
-                                              source_path=tables.session.source_path) if replace else []
-                    for sid in old:
-                        store.delete_session(conn, sid)
-                    rep.session_id = store.write_session(conn, tables, content_hash=digest, tags=tags,
-                                                         session_id=old[0] if old else None)
-                    rep.status = "replaced" if old else "ingested"
-            rep.counts = {"positions": tables.n_positions, "links": tables.n_links, "tracks": tables.n_tracks,
-                          "frames": len(tables.frame_numbers()),
-                          "metadata": sum(len(b) for b in tables.metadata)}
+            with small_pages():  # see _pages: fresh arrays without synchronous RAM compaction
+                _ingest_one(store, path, module, rep, tags, replace, read_options)
         except TrackstoreError as e:
             rep.status, rep.error = "failed", str(e)
             rep.seconds = time.perf_counter() - t0
@@ -195,3 +173,33 @@ def ingest(store: Store, paths: Iterable[str | os.PathLike], *, fmt: str = "auto
         if progress:
             progress("done", i + 1, total, rep)
     return reports
+
+
+def _ingest_one(store: Store, path: Path, module, rep: IngestReport, tags, replace: bool,
+                read_options: dict[str, Any] | None) -> None:
+    """Read, hash and write one session (one transaction); fills ``rep``. Raises TrackstoreError."""
+    # a single file is hashed on a second thread while it is parsed (hashlib releases the GIL)
+    early = _hasher.submit(content_hash, module.NAME, [path], path) if path.is_file() else None
+    tables, rep.warnings = read_path(path, module, **(read_options or {}))
+    rep.name = tables.session.name
+    files = tables.session.source_files or _all_files(path)
+    if early is not None and {Path(f).resolve() for f in files} == {path.resolve()}:
+        digest = early.result()
+    else:
+        digest = content_hash(module.NAME, files, path)
+    with store.transaction() as conn:
+        store.lock_content(conn, digest)
+        existing = store.find_sessions(conn, content_hash=digest)
+        if existing and not replace:
+            rep.status, rep.session_id = "skipped", existing[0]
+        else:
+            old = store.find_sessions(conn, content_hash=digest,
+                                      source_path=tables.session.source_path) if replace else []
+            for sid in old:
+                store.delete_session(conn, sid)
+            rep.session_id = store.write_session(conn, tables, content_hash=digest, tags=tags,
+                                                 session_id=old[0] if old else None)
+            rep.status = "replaced" if old else "ingested"
+    rep.counts = {"positions": tables.n_positions, "links": tables.n_links, "tracks": tables.n_tracks,
+                  "frames": len(tables.frame_numbers()),
+                  "metadata": sum(len(b) for b in tables.metadata)}
