@@ -2,7 +2,8 @@
 
 1. Ingest of one synthetic idtracker.ai ``.npy`` session (default 100,000 frames x 100 animals,
    ~10 M positions, gaps in runs) vs the floor: ``np.load`` of the same file + one raw DuckDB
-   insert of the same observed positions. Targets: >= 5 M positions/s, <= 2x the floor, peak memory
+   insert of the same observed positions. Each is run 3 times, interleaved, each in a fresh
+   process with a fresh database, and the best time of each is compared. Targets: >= 5 M positions/s, <= 2x the floor, peak memory
    <= 3x the file size.
 2. A cross-session query, mean speed per animal over 100 sessions of 18,000 frames x 10 animals,
    vs what users do today: a Python loop of ``np.load`` + numpy over the 100 files (warm cache).
@@ -176,13 +177,25 @@ def main() -> None:
     size_mb = big.stat().st_size / 1e6
 
     print(f"\n1. Ingest of one session: {a.frames:,} frames x {a.animals} animals ({size_mb:.0f} MB npy)")
-    floor = run_child(FLOOR, str(big), str(dbs / "floor.duckdb"))
-    ours = run_child(INGEST, str(big), str(dbs / "big.duckdb"))
+    # best of 3 for both, interleaved (each run a fresh process and a fresh database): this machine is shared
+    floors, runs = [], []
+    for k in range(3):
+        floors.append(run_child(FLOOR, str(big), str(dbs / f"floor{k}.duckdb")))
+        runs.append(run_child(INGEST, str(big), str(dbs / ("big.duckdb" if k == 0 else f"big{k}.duckdb"))))
+    floor = min(floors, key=lambda r: r["seconds"])
+    ours = min(runs, key=lambda r: r["seconds"])
+    ours["peak_mb"] = max(r["peak_mb"] for r in runs)
+    for k in range(3):
+        (dbs / f"floor{k}.duckdb").unlink(missing_ok=True)
+        if k:
+            (dbs / f"big{k}.duckdb").unlink(missing_ok=True)
     rate = ours["positions"] / ours["seconds"]
-    row("floor: np.load + one raw DuckDB INSERT", f"{floor['seconds']:.2f} s ({floor['positions'] / floor['seconds'] / 1e6:.1f} M positions/s)")
-    row("trackstore ingest (safe read, all tables, metadata, commit)", f"{ours['seconds']:.2f} s ({rate / 1e6:.1f} M positions/s)")
+    row("floor: np.load + one raw DuckDB INSERT (best of 3)", f"{floor['seconds']:.2f} s ({floor['positions'] / floor['seconds'] / 1e6:.1f} M positions/s)")
+    row("trackstore ingest (safe read, all tables, commit; best of 3)", f"{ours['seconds']:.2f} s ({rate / 1e6:.1f} M positions/s)")
     row("ratio trackstore / floor (target <= 2)", f"{ours['seconds'] / floor['seconds']:.2f}x")
-    row("peak memory / file size (target <= 3)", f"{ours['peak_mb']:.0f} MB / {size_mb:.0f} MB = {ours['peak_mb'] / size_mb:.2f}x")
+    row("  all runs, floor / trackstore", " / ".join(f"{r['seconds']:.2f}" for r in floors) + " s  |  "
+        + " / ".join(f"{r['seconds']:.2f}" for r in runs) + " s")
+    row("peak memory / file size (target <= 3; worst of 3)", f"{ours['peak_mb']:.0f} MB / {size_mb:.0f} MB = {ours['peak_mb'] / size_mb:.2f}x")
 
     print("\n2. Views over that session")
     v = run_child(VIEWS, str(dbs / "big.duckdb"))
