@@ -9,6 +9,7 @@ group as one numpy structured array and emit its bytes. COPY accepts rows in any
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +34,31 @@ class Column:
     categories: tuple[str, ...] = ()
 
 
+#: Rows per piece of a streamed payload: ~25 MB for a 10-column table, small enough that the
+#: server parses one piece while the next is built, large enough that numpy dominates.
+CHUNK_ROWS = 1 << 18
+
+
 def payload(columns: list[Column]) -> bytes:
     """The whole binary COPY stream for these columns (all the same length)."""
+    return b"".join(payload_chunks(columns, len(columns[0].values) if columns else 1))
+
+
+def payload_chunks(columns: list[Column], rows: int | None = None) -> Iterator[bytes]:
+    """The binary COPY stream in pieces of at most ``rows`` (default CHUNK_ROWS) rows, header and trailer included."""
+    rows = rows or CHUNK_ROWS
+    n = len(columns[0].values) if columns else 0
+    if n <= rows:
+        yield HEADER + _rows(columns) + TRAILER
+        return
+    for a in range(0, n, rows):
+        part = [Column(c.values[a:a + rows], c.kind, None if c.null is None else c.null[a:a + rows], c.categories)
+                for c in columns]
+        yield (HEADER if a == 0 else b"") + _rows(part) + (TRAILER if a + rows >= n else b"")
+
+
+def _rows(columns: list[Column]) -> bytes:
+    """The rows of a binary COPY stream (no header, no trailer)."""
     n = len(columns[0].values) if columns else 0
     ncol = len(columns)
     # one group key per row: NULL bits, then category codes
@@ -51,7 +75,7 @@ def payload(columns: list[Column]) -> bytes:
             shift += width
     if shift > 62:
         raise ValueError("too many nullable/text columns for one COPY group key")
-    parts = [HEADER]
+    parts = []
     if n and key.min() == key.max():  # one layout for all rows (the usual case): no sort, no gathers
         groups = [slice(0, n)]
     else:
@@ -97,5 +121,4 @@ def payload(columns: list[Column]) -> bytes:
                 v = columns[i].values
                 rec[f"v{i}"] = v[idx] if not isinstance(idx, slice) or idx != slice(0, len(v)) else v
         parts.append(rec.tobytes())
-    parts.append(TRAILER)
     return b"".join(parts)

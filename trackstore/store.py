@@ -482,11 +482,11 @@ class _PostgresBulk(_Bulk):
         # a column that is NULL in every row is left out: its default is NULL, and it costs bytes
         keep = [i for i, c in enumerate(columns) if c.null is None or not c.null.all()]
         names, columns = [names[i] for i in keep], [columns[i] for i in keep]
-        data = _pgcopy.payload(columns)
         with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as cp:
-            view = memoryview(data)
-            for i in range(0, len(data), 1 << 24):
-                cp.write(view[i:i + (1 << 24)])
+            # pieces are built on a second thread while the server parses the previous one (numpy
+            # and the socket both release the GIL), and only a few pieces exist at a time
+            for piece in _prefetch(_pgcopy.payload_chunks(columns)):
+                cp.write(piece)
 
     def insert_frames(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
         from ._pgcopy import Column
@@ -570,6 +570,46 @@ class _PostgresBulk(_Bulk):
                 cp.write(buf.getvalue())
             cur.execute(f"INSERT INTO metadata (session_id, {cols}) SELECT %s, {cols} FROM _ts_meta", (sid,))
             cur.execute("TRUNCATE _ts_meta")
+
+
+def _prefetch(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """Iterate ``pieces``, producing up to ``depth`` ahead on a background thread."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        """Hand ``item`` over unless the consumer has stopped; False when it has."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for p in pieces:
+                if not put(p):
+                    return
+            put(done)
+        except BaseException as e:  # handed to the consumer
+            put(e)
+
+    t = threading.Thread(target=produce, name="trackstore-copy", daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
 
 
 def _restore_zero_signs(positions: dict[str, np.ndarray], records: pa.Table) -> None:
