@@ -3,8 +3,8 @@
 1. Ingest of one synthetic idtracker.ai ``.npy`` session (default 100,000 frames x 100 animals,
    ~10 M positions, gaps in runs) vs the floor: ``np.load`` of the same file + one raw DuckDB
    insert of the same observed positions. Each is run 3 times, interleaved, each in a fresh
-   process with a fresh database, and the best time of each is compared. Targets: >= 5 M positions/s, <= 2x the floor, peak memory
-   <= 3x the file size.
+   process with a fresh database, and the best time of each is compared. Targets: >= 5 M
+   positions/s, <= 2x the floor, peak memory <= 3x the file size.
 2. A cross-session query, mean speed per animal over 100 sessions of 18,000 frames x 10 animals,
    vs what users do today: a Python loop of ``np.load`` + numpy over the 100 files (warm cache).
    Target: >= 3x faster than the loop.

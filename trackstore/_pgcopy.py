@@ -41,7 +41,7 @@ CHUNK_ROWS = 1 << 18
 
 def payload(columns: list[Column]) -> bytes:
     """The whole binary COPY stream for these columns (all the same length)."""
-    return b"".join(payload_chunks(columns, len(columns[0].values) if columns else 1))
+    return HEADER + _rows(columns) + TRAILER
 
 
 def payload_chunks(columns: list[Column], rows: int | None = None) -> Iterator[bytes]:

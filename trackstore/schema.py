@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from .model import ORIGINS
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -29,9 +31,8 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 #: ``positions.origin`` is an ENUM on both engines (one byte per row on DuckDB): a VARCHAR column
 #: cost 0.5 s of a 9.5 M-position insert for a value that is nearly always the same (migration 0004).
-#: The labels are those of :data:`trackstore.model.ORIGINS`; 'interpolated' appears only in views.
-ORIGIN_TYPE = sa.Enum("observed", "gap_closed", "validated", "interpolated", name="position_origin",
-                      metadata=metadata)
+#: The labels are :data:`trackstore.model.ORIGINS`; 'interpolated' appears only in views.
+ORIGIN_TYPE = sa.Enum(*ORIGINS, name="position_origin", metadata=metadata)
 
 session_id_seq = sa.Sequence("session_id_seq", metadata=metadata)
 

@@ -395,7 +395,6 @@ class _DuckDBBulk(_Bulk):
         if isinstance(src, dict):
             src = _arrow_batches(src)
         self.raw.from_arrow(src).project(f"{int(sid)} AS session_id, {select}").insert_into(table)
-        del src
 
     def insert_frames(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
         if not len(frames):
