@@ -196,3 +196,29 @@ def test_ingest_reads_without_huge_page_advice_and_restores_it(store, monkeypatc
     reps = ingest_mod.ingest(store, ["x.npy"])
     assert reps[0].status == "ingested" and seen == [False]
     assert _pages.huge_pages_enabled() is before
+
+
+def test_ingest_of_one_format_imports_only_that_format(tmp_path, data_dir):
+    """``--format organoidtracker`` must not pay for tifffile (CTC), lxml (TrackMate) or the lake's
+    pyarrow.parquet: each costs tens of ms at every ingest."""
+    import json
+    import subprocess
+    import sys
+
+    aut = next((data_dir / "organoidtracker").rglob("*.aut"))
+    code = (
+        "import sys, json\n"
+        "from trackstore import open_store, ingest\n"
+        "from trackstore.formats import list_formats\n"
+        f"with open_store({str(tmp_path / 's.duckdb')!r}) as s:\n"
+        f"    rep = ingest(s, [{str(aut)!r}], fmt='organoidtracker')[0]\n"
+        "mods = sorted(m for m in sys.modules if m.startswith('trackstore.formats.') and not m.split('.')[-1].startswith('_'))\n"
+        "print(json.dumps({'status': rep.status, 'mods': mods, 'parquet': 'pyarrow.parquet' in sys.modules,\n"
+        "                  'order': list(list_formats())}))\n"
+    )
+    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    assert out["status"] == "ingested"
+    assert out["mods"] == ["trackstore.formats.organoidtracker"]
+    assert not out["parquet"]
+    # loading the rest later keeps the registry in its documented order
+    assert out["order"] == ["idtrackerai", "organoidtracker", "trackmate", "ctc", "geff", "paraview_csv"]

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from . import __version__, db, schema
@@ -87,6 +86,8 @@ def export_lake(store: Store, out: str | os.PathLike, sessions: Iterable[int | s
         bulk = _bulk_for(conn)
         sess = bulk.arrow(_select_all(schema.sessions, ids), _arrow_types(schema.sessions))
         (out / "sessions").mkdir()
+        import pyarrow.parquet as pq  # here, not at import: ingest looks for lakes on every run
+
         pq.write_table(sess, out / "sessions" / "part-0.parquet", compression="zstd")
         written.append(out / "sessions" / "part-0.parquet")
         for i, sid in enumerate(ids):
@@ -213,6 +214,8 @@ def ingest_lake(store: Store, path: str | os.PathLike, *, replace: bool = False)
 
 def n_positions_per_session(path: Path) -> dict[int, int]:
     """Rows per session in a lake's positions (from Parquet footers; for checks)."""
+    import pyarrow.parquet as pq
+
     out = {}
     for folder in sorted((path / "positions").glob("session_id=*")):
         out[int(folder.name.split("=", 1)[1])] = int(np.sum([pq.ParquetFile(f).metadata.num_rows

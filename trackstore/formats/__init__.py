@@ -16,21 +16,36 @@ _MODULES = ("idtrackerai", "organoidtracker", "trackmate", "ctc", "geff", "parav
 FORMATS: dict[str, ModuleType] = {}
 
 
+def _import(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"{__name__}.{name}":
+            return None  # not implemented (yet)
+        raise
+
+
+_loaded_all = False
+
+
 def _load() -> dict[str, ModuleType]:
-    if not FORMATS:
-        for name in _MODULES:
-            try:
-                mod = importlib.import_module(f"{__name__}.{name}")
-            except ModuleNotFoundError as e:
-                if e.name == f"{__name__}.{name}":
-                    continue  # not implemented (yet)
-                raise
-            FORMATS[mod.NAME] = mod
+    global _loaded_all
+    if not _loaded_all:
+        mods = [m for m in map(_import, _MODULES) if m is not None]
+        FORMATS.clear()  # registry order is _MODULES order, whatever get_format loaded first
+        FORMATS.update((m.NAME, m) for m in mods)
+        _loaded_all = True
     return FORMATS
 
 
 def get_format(name: str) -> ModuleType:
-    """The format module registered as ``name``."""
+    """The format module registered as ``name`` (imports only that one: some pull in heavy
+    libraries, e.g. tifffile for CTC, which an ingest of another format should not pay for)."""
+    if name in FORMATS:
+        return FORMATS[name]
+    if name in _MODULES and (mod := _import(name)) is not None and mod.NAME == name:
+        FORMATS.setdefault(name, mod)
+        return mod
     fmts = _load()
     try:
         return fmts[name]
