@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -42,11 +41,11 @@ def pg_server(tmp_path_factory):
     if url:
         yield url
         return
-    pgserver = pytest.importorskip("pgserver", reason="the postgres extra is not installed")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        srv = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
-    yield srv.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    pytest.importorskip("pgserver", reason="the postgres extra is not installed")
+    from trackstore import pglocal
+
+    srv, url = pglocal.start(tmp_path_factory.mktemp("pg"))
+    yield url
     srv.cleanup()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
-from . import db, schema, values
-from .errors import SessionNotFoundError, StoreError
+from . import _pgsplit, db, schema, values
+from .errors import SessionNotFoundError, StoreError, TrackstoreWarning
 from .model import ORIGINS, MetaBlock, SessionInfo, TrackTables
 
 
@@ -47,6 +48,7 @@ class Store:
                                      user_sql=user_sql)
         self.dialect = self.engine.dialect.name
         self._checked = False
+        self._recovered = False
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -87,9 +89,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sa.Connection]:
-        """A write transaction; creates the schema of a new store, refuses an outdated one."""
+        """A write transaction; creates the schema of a new store, refuses an outdated one.
+
+        On PostgreSQL a large session may be written partly on a helper connection (see
+        :mod:`trackstore._pgsplit`); it commits or rolls back with this transaction.
+        """
+        if self.dialect == "postgresql" and not self._recovered:
+            with db.wrap_db_errors("finishing an interrupted ingest"):
+                _pgsplit.recover(self.engine)
+            self._recovered = True
         with db.wrap_db_errors("opening the store for writing"):
             conn = self.engine.connect()
+        after = conn.info[_AFTER_TX] = []
+        committed = False
         try:
             with db.wrap_db_errors("writing to the store"):
                 with conn.begin():
@@ -103,11 +115,26 @@ class Store:
                     else:
                         db.ensure_views(conn)
                     yield conn
+                committed = True
         finally:
-            conn.close()
+            conn.info.pop(_AFTER_TX, None)
+            try:
+                for fn in after:  # helper transactions follow this one's outcome
+                    try:
+                        fn(committed)
+                    except Exception as e:  # the next writer's recover() finishes it the same way
+                        if committed:
+                            warnings.warn(f"the helper transaction of this ingest is still prepared ({e}); "
+                                          "the next trackstore write to this store finishes it",
+                                          TrackstoreWarning, stacklevel=3)
+            finally:
+                conn.close()
 
     def upgrade(self, revision: str = "head") -> tuple[str | None, str]:
         """Migrate the store to ``revision``; returns (old, new) revision."""
+        if self.dialect == "postgresql":
+            with db.wrap_db_errors("finishing an interrupted ingest"):
+                _pgsplit.recover(self.engine)
         with db.wrap_db_errors("upgrading the store"):
             with self.engine.connect() as conn:
                 old = db.current_revision(conn)
@@ -223,20 +250,37 @@ class Store:
         ))
         bulk = _bulk_for(conn)
         with bulk.bounded_memory():
-            self._write_rows(bulk, session_id, tables, frames, tags)
+            self._write_rows(bulk, session_id, tables, frames, tags, conn)
         return session_id
 
     @staticmethod
-    def _write_rows(bulk, session_id: int, tables: TrackTables, frames: np.ndarray, tags) -> None:
+    def _write_rows(bulk, session_id: int, tables: TrackTables, frames: np.ndarray, tags,
+                    conn: sa.Connection) -> None:
+        helper = None
+        after = conn.info.get(_AFTER_TX)  # set inside Store.transaction only: it finishes helpers
+        if isinstance(bulk, _PostgresBulk) and after is not None and tables.n_links >= _pgsplit.MIN_LINKS \
+                and _pgsplit.available(conn):
+            # links on a second connection while this one copies the positions (see _pgsplit); both
+            # take ranges of links from one queue, so whichever is free copies the next range
+            parts = _pgsplit.Parts(_link_parts(tables.n_links))
+            helper_took: list[slice] = []
+            helper = _pgsplit.Helper(conn, lambda pg: _PostgresBulk.on(pg).insert_links(
+                session_id, tables, frames, parts.take(helper_took)))
+            after.append(helper.finish)
         bulk.insert_frames(session_id, tables, frames)
         bulk.insert_positions(session_id, tables)
         bulk.insert_tracks(session_id, tables)
-        bulk.insert_links(session_id, tables, frames)
         blocks = list(tables.metadata)
         for k, v in (tags or {}).items():
             blocks.append(MetaBlock.scalar("tag", k, str(v)))
         blocks.extend(_negative_zero_blocks(tables))
         bulk.insert_metadata(session_id, blocks)
+        if helper is None:
+            bulk.insert_links(session_id, tables, frames)
+            return
+        bulk.insert_links(session_id, tables, frames, parts.take([]))
+        if not helper.wait():  # a failed helper is rolled back: its ranges are copied here
+            bulk.insert_links(session_id, tables, frames, iter(helper_took))
 
     # ---------------------------------------------------------------- read
     def read_session(self, session_ref: int | str, conn: sa.Connection | None = None) -> TrackTables:
@@ -461,6 +505,13 @@ class _PostgresBulk(_Bulk):
     def __init__(self, conn: sa.Connection):
         self.raw = conn.connection.driver_connection  # a psycopg connection, inside our transaction
 
+    @classmethod
+    def on(cls, pg) -> _PostgresBulk:
+        """Bulk paths on a bare psycopg connection (a helper transaction's)."""
+        b = cls.__new__(cls)
+        b.raw = pg
+        return b
+
     def arrow(self, sql: str, types: dict[str, pa.DataType]) -> pa.Table:
         import io
 
@@ -504,20 +555,26 @@ class _PostgresBulk(_Bulk):
         n = t.n_positions
         if not n:
             return
-        z, q, r = t.pos("z"), t.pos("quality"), t.pos("radius")
-        tid = t.pos("track_id")
-        x, y = t.positions["x"], t.positions["y"]
+        p = t.positions
         cols = [Column(np.full(n, sid, np.int32), "int4"), Column(np.arange(n, dtype=np.int64), "int8"),
-                Column(t.positions["frame"].astype(np.int32), "int4"),
-                Column(x, "float8", np.isnan(x)), Column(y, "float8", np.isnan(y)), Column(z, "float8", np.isnan(z)),
-                Column(tid.astype(np.int32), "int4", tid < 0),
-                Column(t.pos("origin").astype(np.int64), "text", None, ORIGINS)]
-        names = ["session_id", "position_id", "frame", "x", "y", "z", "track_id", "origin"]
-        if "native_id" in t.positions:
-            cols.append(Column(t.positions["native_id"], "int8"))
-            names.append("native_id")
-        cols += [Column(q, "float8", np.isnan(q)), Column(r, "float8", np.isnan(r))]
-        names += ["quality", "radius"]
+                Column(p["frame"].astype(np.int32, copy=False), "int4")]
+        names = ["session_id", "position_id", "frame"]
+        # a column the session does not have is left out of the COPY (NULL), not sent as n NULLs
+        for name, kind in (("x", "float8"), ("y", "float8"), ("z", "float8"), ("track_id", "int4"),
+                           ("origin", "text"), ("native_id", "int8"), ("quality", "float8"), ("radius", "float8")):
+            v = p.get(name)
+            if v is None and name != "origin":
+                continue
+            names.append(name)
+            if name == "origin":  # NOT NULL: always sent (as the default label when absent)
+                o = t.pos("origin") if v is None else v
+                cols.append(Column(o.astype(np.int64), "text", None, ORIGINS))
+            elif name == "track_id":
+                cols.append(Column(v.astype(np.int32, copy=False), "int4", v < 0))
+            elif kind == "float8":
+                cols.append(Column(v, kind, np.isnan(v)))
+            else:
+                cols.append(Column(v, kind))
         self._copy("positions", names, cols)
 
     def insert_tracks(self, sid: int, t: TrackTables) -> None:
@@ -529,23 +586,27 @@ class _PostgresBulk(_Bulk):
             for row in zip(*[tbl[c].to_pylist() for c in tbl.column_names]):
                 cp.write_row((sid, *row))  # tracks are few (one per animal/tracklet)
 
-    def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
-        for c in _link_chunks(t, frames):
-            self._copy_links(sid, c)
+    def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray, parts: Iterator[slice] | None = None) -> None:
+        """Copy the links, or the ranges of links ``parts`` yields (one COPY per range)."""
+        for part in (_link_parts(t.n_links) if parts is None else parts):
+            self._copy_links(sid, _link_columns(t, frames, part))
 
     def _copy_links(self, sid: int, c: dict) -> None:
         from ._pgcopy import Column
 
         n = len(c["link_id"])
-        self._copy("links", ["session_id", "link_id", "source_id", "target_id", "frame_gap", "time_gap", "dx", "dy",
-                             "dz", "track_id", "frame", "step_length"], [
-            Column(np.full(n, sid, np.int32), "int4"), Column(c["link_id"], "int8"), Column(c["source_id"], "int8"),
-            Column(c["target_id"], "int8"), Column(c["frame_gap"].astype(np.int32), "int4")]
-            + [Column(c[k], "float8", np.isnan(c[k])) if c[k] is not None
-               else Column(np.zeros(n), "float8", np.ones(n, bool)) for k in ("time_gap", "dx", "dy", "dz")]
-            + [Column(c["track_id"].astype(np.int32), "int4", c["track_id"] < 0),
-               Column(c["frame"].astype(np.int32), "int4"),
-               Column(c["step_length"], "float8", np.isnan(c["step_length"]))])
+        names = ["session_id", "link_id", "source_id", "target_id", "frame_gap"]
+        cols = [Column(np.full(n, sid, np.int32), "int4"), Column(c["link_id"], "int8"), Column(c["source_id"], "int8"),
+                Column(c["target_id"], "int8"), Column(c["frame_gap"].astype(np.int32, copy=False), "int4")]
+        for k in ("time_gap", "dx", "dy", "dz"):
+            if c[k] is not None:  # an absent one (dz in 2D, time_gap without times) is left NULL
+                names.append(k)
+                cols.append(Column(c[k], "float8", np.isnan(c[k])))
+        names += ["track_id", "frame", "step_length"]
+        cols += [Column(c["track_id"].astype(np.int32, copy=False), "int4", c["track_id"] < 0),
+                 Column(c["frame"].astype(np.int32, copy=False), "int4"),
+                 Column(c["step_length"], "float8", np.isnan(c["step_length"]))]
+        self._copy("links", names, cols)
 
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if not blocks:
@@ -669,6 +730,9 @@ def _tracks_arrow(t: TrackTables) -> pa.Table:
     })
 
 
+#: ``Connection.info`` key of the callbacks run with the outcome of :meth:`Store.transaction`.
+_AFTER_TX = "trackstore_after_transaction"
+
 _INGEST_MEMORY = os.environ.get("TRACKSTORE_INGEST_MEMORY", "256MB")
 _BATCH_ROWS = 122_880  # DuckDB's row group size
 
@@ -695,10 +759,15 @@ def _arrow_batches(columns: dict[str, np.ndarray]) -> pa.Table:
 _LINK_CHUNK = 1_000_000
 
 
+def _link_parts(n: int) -> list[slice]:
+    """Ranges of at most ``_LINK_CHUNK`` links covering ``n`` links."""
+    return [slice(a, min(a + _LINK_CHUNK, n)) for a in range(0, n, _LINK_CHUNK)]
+
+
 def _link_chunks(t: TrackTables, frames: np.ndarray):
     """Link columns in chunks of at most ``_LINK_CHUNK`` links (see :func:`_link_columns`)."""
-    for a in range(0, t.n_links, _LINK_CHUNK):
-        yield _link_columns(t, frames, slice(a, min(a + _LINK_CHUNK, t.n_links)))
+    for part in _link_parts(t.n_links):
+        yield _link_columns(t, frames, part)
 
 
 def _link_columns(t: TrackTables, frames: np.ndarray, part: slice | None = None) -> dict[str, np.ndarray | None]:
