@@ -157,6 +157,26 @@ def test_store_signed_zeros_survive_constant_segments(any_store):
     assert [math.copysign(1, v) for v in back.session_meta().values()] == [-1, 1, -1]
 
 
+def test_consumed_session_comes_back_whole(any_store):
+    """``consume=True`` (what ingest does) drops stored position columns early, yet everything is
+    stored: quality, origin, native_id, radius, and the sign of a -0.0 quality."""
+    import copy
+
+    n = 6
+    t = TrackTables.from_columns(frame=np.arange(n), x=np.arange(n) * 1.5, y=np.ones(n), track_id=np.zeros(n, int),
+                                 quality=np.array([-0.0, 0.5, 0.0, -0.0, 1.0, 0.25]), radius=np.full(n, 2.5),
+                                 native_id=np.arange(100, 100 + n), origin=np.array([0, 1, 2, 0, 0, 1], np.int8),
+                                 session=SessionInfo(name="consumed"))
+    t.links = {"source_id": np.arange(n - 1), "target_id": np.arange(1, n)}
+    keep = copy.deepcopy(t)
+    with any_store.transaction() as c:
+        sid = any_store.write_session(c, t, content_hash="consumed", consume=True)
+    assert not {"quality", "origin", "native_id", "radius"} & set(t.positions)  # handed over, dropped
+    back = any_store.read_session(sid)
+    assert compare_tables(keep, back) == []
+    assert np.signbit(back.positions["quality"]).tolist() == np.signbit(keep.positions["quality"]).tolist()
+
+
 def test_duckdb_insert_releases_its_source_before_commit(store):
     """One session's columns must not all stay pinned until commit (a dropped view did that)."""
     import gc

@@ -198,7 +198,7 @@ def _ingest_one(store: Store, path: Path, module, rep: IngestReport, tags, repla
             for sid in old:
                 store.delete_session(conn, sid)
             rep.session_id = store.write_session(conn, tables, content_hash=digest, tags=tags,
-                                                 session_id=old[0] if old else None)
+                                                 session_id=old[0] if old else None, consume=True)
             rep.status = "replaced" if old else "ingested"
     rep.counts = {"positions": tables.n_positions, "links": tables.n_links, "tracks": tables.n_tracks,
                   "frames": len(tables.frame_numbers()),

@@ -217,8 +217,13 @@ class Store:
     # ---------------------------------------------------------------- write
     def write_session(self, conn: sa.Connection, tables: TrackTables, *, content_hash: str,
                       tags: dict[str, str] | None = None, session_id: int | None = None,
-                      imported_at: dt.datetime | None = None) -> int:
-        """Insert one session in bulk (inside the caller's transaction); returns its id."""
+                      imported_at: dt.datetime | None = None, consume: bool = False) -> int:
+        """Insert one session in bulk (inside the caller's transaction); returns its id.
+
+        ``consume=True`` hands ``tables`` over: position columns that nothing later needs are
+        dropped from it as soon as they are stored (quality, origin, native_id, radius: 85 MB of
+        a 9.5 M-position session, freed before the links are written). ``ingest`` does this.
+        """
         if session_id is None:
             session_id = int(conn.execute(sa.select(schema.session_id_seq.next_value())).scalar())
         info = tables.session
@@ -250,12 +255,16 @@ class Store:
         ))
         bulk = _bulk_for(conn)
         with bulk.bounded_memory():
-            self._write_rows(bulk, session_id, tables, frames, tags, conn)
+            self._write_rows(bulk, session_id, tables, frames, tags, conn, consume)
         return session_id
 
     @staticmethod
     def _write_rows(bulk, session_id: int, tables: TrackTables, frames: np.ndarray, tags,
-                    conn: sa.Connection) -> None:
+                    conn: sa.Connection, consume: bool = False) -> None:
+        blocks = list(tables.metadata)
+        for k, v in (tags or {}).items():
+            blocks.append(MetaBlock.scalar("tag", k, str(v)))
+        blocks.extend(_negative_zero_blocks(tables))  # before any column is consumed
         helper = None
         after = conn.info.get(_AFTER_TX)  # set inside Store.transaction only: it finishes helpers
         if isinstance(bulk, _PostgresBulk) and after is not None and tables.n_links >= _pgsplit.MIN_LINKS \
@@ -269,11 +278,10 @@ class Store:
             after.append(helper.finish)
         bulk.insert_frames(session_id, tables, frames)
         bulk.insert_positions(session_id, tables)
+        if consume:  # the links need frame, x, y, z and track_id only
+            for name in ("quality", "origin", "native_id", "radius"):
+                tables.positions.pop(name, None)
         bulk.insert_tracks(session_id, tables)
-        blocks = list(tables.metadata)
-        for k, v in (tags or {}).items():
-            blocks.append(MetaBlock.scalar("tag", k, str(v)))
-        blocks.extend(_negative_zero_blocks(tables))
         bulk.insert_metadata(session_id, blocks)
         if helper is None:
             bulk.insert_links(session_id, tables, frames)
@@ -756,7 +764,10 @@ def _arrow_batches(columns: dict[str, np.ndarray]) -> pa.Table:
         else:
             arrays[k] = pa.array(v)
     return pa.Table.from_batches(pa.table(arrays).to_batches(max_chunksize=_BATCH_ROWS))
-_LINK_CHUNK = 1_000_000
+#: Links per insert: each range's geometry is built in numpy then inserted. 500 k keeps the
+#: temporaries at ~60 MB (1 M: ~130 MB) at the same speed; much smaller ranges are slower and
+#: use more memory on DuckDB (an insert under ~2 row groups is not written to the file early).
+_LINK_CHUNK = 500_000
 
 
 def _link_parts(n: int) -> list[slice]:
