@@ -158,6 +158,22 @@ def test_migrations_0004_origin_enum_keeps_every_origin(empty_url):
         assert compare_tables(t, s.read_session(1)) == []
 
 
+def test_migrations_0005_origin_default(empty_url):
+    """0005 gives positions.origin the default 'observed' (PostgreSQL COPYs may leave it out); 0004 has none."""
+    insert = "INSERT INTO positions (session_id, position_id, frame) VALUES (1, {}, 0)"
+    with Store(empty_url) as s:
+        s.upgrade()
+        with s.engine.connect() as c, c.begin():
+            db.downgrade(c, "0004")
+        with s.engine.connect() as c, pytest.raises(sa.exc.DBAPIError):  # NOT NULL, no default
+            with c.begin():
+                c.exec_driver_sql(insert.format(0))
+        s.upgrade()
+        with s.engine.connect() as c, c.begin():
+            c.exec_driver_sql(insert.format(1))
+            assert c.exec_driver_sql("SELECT origin FROM positions").scalars().all() == ["observed"]
+
+
 def test_migrations_older_store_refuses_write_but_reads(tmp_path, monkeypatch):
     with Store(tmp_path / "s.duckdb") as s:
         s.upgrade()

@@ -84,7 +84,7 @@ positions = sa.Table(
     sa.Column("y", sa.Float(53)),
     sa.Column("z", sa.Float(53), comment="NULL in 2D"),
     sa.Column("track_id", sa.Integer, comment="NULL for a lone spot"),
-    sa.Column("origin", ORIGIN_TYPE, nullable=False,
+    sa.Column("origin", ORIGIN_TYPE, nullable=False, server_default=ORIGINS[0],
               comment="observed | gap_closed (filled by the source tool) | validated (by a person)"),
     sa.Column("native_id", sa.BigInteger, comment="the source file's own id (spot ID, label, node id)"),
     sa.Column("quality", sa.Float(53), comment="detection score (TrackMate QUALITY, idtracker.ai id_probability)"),

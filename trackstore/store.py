@@ -571,12 +571,11 @@ class _PostgresBulk(_Bulk):
         for name, kind in (("x", "float8"), ("y", "float8"), ("z", "float8"), ("track_id", "int4"),
                            ("origin", "text"), ("native_id", "int8"), ("quality", "float8"), ("radius", "float8")):
             v = p.get(name)
-            if v is None and name != "origin":
-                continue
+            if v is None or (name == "origin" and not v.any()):
+                continue  # origin: the column's default is ORIGINS[0] (parsing ENUMs costs the server)
             names.append(name)
-            if name == "origin":  # NOT NULL: always sent (as the default label when absent)
-                o = t.pos("origin") if v is None else v
-                cols.append(Column(o.astype(np.int64), "text", None, ORIGINS))
+            if name == "origin":
+                cols.append(Column(v.astype(np.int64), "text", None, ORIGINS))
             elif name == "track_id":
                 cols.append(Column(v.astype(np.int32, copy=False), "int4", v < 0))
             elif kind == "float8":
