@@ -41,37 +41,40 @@ CHUNK_ROWS = 1 << 18
 
 def payload(columns: list[Column]) -> bytes:
     """The whole binary COPY stream for these columns (all the same length)."""
-    return HEADER + _rows(columns) + TRAILER
+    return b"".join([HEADER, *_rows(columns), TRAILER])
 
 
-def payload_chunks(columns: list[Column], rows: int | None = None) -> Iterator[bytes]:
-    """The binary COPY stream in pieces of at most ``rows`` (default CHUNK_ROWS) rows, header and trailer included."""
+def payload_chunks(columns: list[Column], rows: int | None = None) -> Iterator[bytes | memoryview]:
+    """The binary COPY stream in pieces: the header, the rows in groups of at most ``rows``
+    (default CHUNK_ROWS), the trailer. Row pieces are views of numpy buffers, not copies:
+    ``tobytes()`` and joining cost ~0.7 s per 1.8 GB stream."""
     rows = rows or CHUNK_ROWS
     n = len(columns[0].values) if columns else 0
-    if n <= rows:
-        yield HEADER + _rows(columns) + TRAILER
-        return
+    yield HEADER
     for a in range(0, n, rows):
-        part = [Column(c.values[a:a + rows], c.kind, None if c.null is None else c.null[a:a + rows], c.categories)
-                for c in columns]
-        yield (HEADER if a == 0 else b"") + _rows(part) + (TRAILER if a + rows >= n else b"")
+        part = columns if n <= rows else [
+            Column(c.values[a:a + rows], c.kind, None if c.null is None else c.null[a:a + rows], c.categories)
+            for c in columns]
+        yield from _rows(part)
+    yield TRAILER
 
 
-def _rows(columns: list[Column]) -> bytes:
-    """The rows of a binary COPY stream (no header, no trailer)."""
+def _rows(columns: list[Column]) -> list[memoryview]:
+    """The rows of a binary COPY stream (no header, no trailer), as byte views of numpy buffers."""
     n = len(columns[0].values) if columns else 0
     ncol = len(columns)
     # one group key per row: NULL bits, then category codes
     key = np.zeros(n, dtype=np.int64)
     shift = 0
     for c in columns:
-        if c.null is not None:
+        if c.null is not None and c.null.any():  # a mask with no NULL (the usual case) adds nothing
             key |= c.null.astype(np.int64) << shift
         shift += 1
     for c in columns:
         if c.kind == "text":
             width = max(1, int(len(c.categories) - 1).bit_length())
-            key |= c.values.astype(np.int64) << shift
+            if c.values.any():
+                key |= c.values.astype(np.int64) << shift
             shift += width
     if shift > 62:
         raise ValueError("too many nullable/text columns for one COPY group key")
@@ -120,5 +123,5 @@ def _rows(columns: list[Column]) -> bytes:
             if isinstance(what, str):  # "values"
                 v = columns[i].values
                 rec[f"v{i}"] = v[idx] if not isinstance(idx, slice) or idx != slice(0, len(v)) else v
-        parts.append(rec.tobytes())
-    return b"".join(parts)
+        parts.append(memoryview(rec.view(np.uint8)))
+    return parts
