@@ -76,7 +76,7 @@ print(json.dumps({"seconds": dt, "values": len(rows)}))
 """
 
 
-REPEAT = 2
+REPEAT = 3
 
 
 def _db_url(url: str, name: str) -> str:
