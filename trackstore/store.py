@@ -491,7 +491,8 @@ class _DuckDBBulk(_Bulk):
             self._insert("tracks", _tracks_arrow(t), sid, "track_id, name, identity, lineage_id, visible, native_id")
 
     def insert_links(self, sid: int, t: TrackTables, frames: np.ndarray) -> None:
-        for cols in _link_chunks(t, frames):  # chunks bound the temporary geometry arrays
+        # chunks bound the temporary geometry arrays; the next one is computed while DuckDB inserts
+        for cols in _prefetch(_link_chunks(t, frames), depth=1):
             src = {k: v for k, v in cols.items() if v is not None}
             between = bool((src["track_id"] < 0).any())
             sel = ["link_id", "source_id", "target_id", "frame_gap",
