@@ -233,3 +233,10 @@ def test_split_off_without_prepared_transactions(pg_url, split, monkeypatch):
             sid = s.write_session(c, t, content_hash="h1")
         assert compare_tables(t, s.read_session(sid)) == []
     assert _pgsplit.committed_helpers == before
+
+
+def test_no_helper_before_postgresql_13(pg_url, monkeypatch):
+    """pg_current_xact_id and pg_xact_status came in PostgreSQL 13: older servers use one connection."""
+    with Store(pg_url) as s, s.transaction() as c:
+        monkeypatch.setattr(c.dialect, "server_version_info", (12, 9))
+        assert not _pgsplit.available(c)

@@ -49,6 +49,8 @@ def available(conn: sa.Connection) -> bool:
     """True when this server lets a transaction be prepared (``max_prepared_transactions > 0``)."""
     if os.environ.get("TRACKSTORE_PG_SPLIT", "1") == "0":
         return False
+    if conn.dialect.server_version_info < (13,):  # pg_current_xact_id / pg_xact_status came in 13
+        return False
     return int(conn.exec_driver_sql("SHOW max_prepared_transactions").scalar()) > 0
 
 
@@ -153,6 +155,8 @@ def recover(engine: sa.Engine) -> dict[str, str]:
     dbapi = engine.raw_connection()
     try:
         pg = dbapi.driver_connection
+        if pg.info.server_version < 130000:  # no helpers there (see available)
+            return done
         pg.autocommit = True
         rows = pg.execute(
             "SELECT gid, pg_xact_status(split_part(gid, ':', 2)::xid8) FROM pg_prepared_xacts "
