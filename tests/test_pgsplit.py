@@ -240,3 +240,50 @@ def test_no_helper_before_postgresql_13(pg_url, monkeypatch):
     with Store(pg_url) as s, s.transaction() as c:
         monkeypatch.setattr(c.dialect, "server_version_info", (12, 9))
         assert not _pgsplit.available(c)
+
+
+KILLED_WRITER = r"""
+import sys
+import numpy as np
+from trackstore.store import Store
+from trackstore.model import SessionInfo, TrackTables
+from trackstore import _pgsplit
+_pgsplit.MIN_LINKS = 1
+n_animals, n_frames = 40, 20000
+f, a = np.meshgrid(np.arange(n_frames), np.arange(n_animals), indexing="xy")
+f, a = f.ravel(), a.ravel()
+t = TrackTables.from_columns(frame=f, x=f * 0.5, y=a * 1.0, track_id=a, session=SessionInfo(name="k"))
+same = a[1:] == a[:-1]
+idx = np.arange(f.size)
+t.links = {"source_id": idx[:-1][same], "target_id": idx[1:][same]}
+print("writing", flush=True)
+with Store(sys.argv[1]) as s, s.transaction() as c:
+    s.write_session(c, t, content_hash=sys.argv[2])
+print("written", flush=True)
+"""
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 0.9, 1.0, 1.1, 1.3, 2.0])  # the write takes ~1 s
+def test_a_kill_at_any_moment_leaves_all_or_nothing(pg_url, delay):
+    """A writer using a helper transaction is killed (SIGKILL) at some moment of its write; after
+    the next writer's recovery the session is either complete or absent, and nothing stays prepared."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with Store(pg_url) as s:
+        s.upgrade()
+    p = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, pg_url, f"k{delay}"], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    time.sleep(delay)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    time.sleep(0.5)  # the server notices the closed connections and aborts what was not prepared
+    with Store(pg_url) as s:
+        with s.transaction():
+            pass  # recovery
+        n_sessions, n_pos, n_links = (_count(s, t) for t in ("sessions", "positions", "links"))
+    assert _prepared(pg_url) == []
+    assert (n_sessions, n_pos, n_links) in ((0, 0, 0), (1, 800000, 800000 - 40))
