@@ -28,7 +28,9 @@ def test_migrations_upgrade_from_empty_creates_every_table(empty_url):
         old, new = s.upgrade()
         assert old is None and new == db.head_revision()
         with s.engine.connect() as c:
-            assert {"sessions", "frames", "positions", "tracks", "links", "metadata"} <= _tables(c)
+            assert {"sessions", "frames", "positions", "tracks", "links", "metadata_blocks",
+                    "metadata_values"} <= _tables(c)
+            assert "metadata" in sa.inspect(c).get_view_names()  # the values with their keys
 
 
 def test_migrations_downgrade_to_base_and_back(empty_url):
@@ -172,6 +174,51 @@ def test_migrations_0005_origin_default(empty_url):
         with s.engine.connect() as c, c.begin():
             c.exec_driver_sql(insert.format(1))
             assert c.exec_driver_sql("SELECT origin FROM positions").scalars().all() == ["observed"]
+
+
+def test_migrations_0006_metadata_blocks_keep_every_value(empty_url):
+    """0006 moves metadata into metadata_blocks + metadata_values behind a 'metadata' view: every
+    value, type, owner and order comes through the upgrade, and back through a downgrade."""
+    import examples
+    from trackstore.model import compare_tables
+
+    t = examples.division()
+    n = t.n_positions
+    t.add_meta("position", "intensity", np.where(np.arange(n) % 3 == 0, np.nan, np.arange(n) * -0.5), owners=np.arange(n))
+    mixed = np.empty(4, dtype=object)
+    mixed[:] = [1, "a", None, [2.5, True]]  # one block, four value types
+    t.add_meta("track", "label", mixed, owners=np.arange(4) % t.n_tracks)
+    t.add_meta("session", "fps", 30.0)
+    cols = "session_id, scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json"
+    order = " ORDER BY session_id, seq, owner_id NULLS FIRST, vtype"
+    with Store(empty_url) as s:
+        with s.engine.connect() as c, c.begin():
+            db.upgrade(c, "0005")
+        with s.engine.connect() as c:
+            assert "metadata" in _tables(c)  # still a table
+        s.upgrade()
+        with s.transaction() as c:
+            s.write_session(c, t, content_hash="x", tags={"group": "a"})
+        with s.connect() as c:
+            before = c.exec_driver_sql(f"SELECT {cols} FROM metadata{order}").fetchall()
+            assert {r[5] for r in before} >= {"int", "str", "null", "json", "float"}
+        with s.engine.connect() as c, c.begin():
+            db.downgrade(c, "0005")
+        with s.engine.connect() as c:
+            assert "metadata" in _tables(c) and "metadata_values" not in _tables(c)
+            down = c.exec_driver_sql(f"SELECT {cols} FROM metadata{order}").fetchall()
+        s.upgrade()
+        with s.connect() as c:
+            up = c.exec_driver_sql(f"SELECT {cols} FROM metadata{order}").fetchall()
+        assert _same_rows(down, before) and _same_rows(up, before)
+        assert compare_tables(t, s.read_session(1)) == []
+
+
+def _same_rows(a, b) -> bool:
+    """Rows equal, NaN equal to NaN."""
+    def norm(r):
+        return tuple("NaN" if isinstance(v, float) and v != v else v for v in r)
+    return [norm(r) for r in a] == [norm(r) for r in b]
 
 
 def test_migrations_older_store_refuses_write_but_reads(tmp_path, monkeypatch):

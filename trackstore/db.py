@@ -267,8 +267,10 @@ def ensure_views(connection: sa.Connection) -> bool:
 def drop_views(connection: sa.Connection) -> None:
     """Drop every view trackstore defines (dependents first)."""
     cascade = " CASCADE" if connection.dialect.name == "postgresql" else ""
+    existing = set(sa.inspect(connection).get_view_names())  # "metadata" was a table before 0006
     for name, _ in reversed(_ordered_views(connection.dialect.name)):
-        connection.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}"{cascade}')
+        if name in existing:
+            connection.exec_driver_sql(f'DROP VIEW IF EXISTS "{name}"{cascade}')
 
 
 @contextmanager

@@ -189,8 +189,8 @@ class Store:
 
     def delete_session(self, conn: sa.Connection, session_id: int) -> None:
         """Delete every row of a session (inside the caller's transaction)."""
-        for t in (schema.metadata_table, schema.links, schema.tracks, schema.positions, schema.frames,
-                  schema.sessions):
+        for t in (schema.metadata_values, schema.metadata_blocks, schema.links, schema.tracks, schema.positions,
+                  schema.frames, schema.sessions):
             conn.execute(sa.delete(t).where(t.c.session_id == session_id))
 
     def lock_content(self, conn: sa.Connection, content_hash: str) -> None:
@@ -504,8 +504,9 @@ class _DuckDBBulk(_Bulk):
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if not blocks:
             return
-        self._insert("metadata", metadata_arrow(blocks), sid,
-                     "scope, owner_id, key, seq, vtype, v_int, v_float, v_bool, v_str, v_json")
+        heads, vals = metadata_tables(blocks)
+        self._insert("metadata_blocks", heads, sid, "seq, scope, key, vtype")
+        self._insert("metadata_values", vals, sid, "seq, owner_id, vtype, v_int, v_float, v_bool, v_str, v_json")
 
 
 class _PostgresBulk(_Bulk):
@@ -624,20 +625,16 @@ class _PostgresBulk(_Bulk):
         import pyarrow.compute as pc
         import pyarrow.csv as pcsv
 
-        tbl = metadata_arrow(blocks)
-        # CSV cannot tell a NaN from NULL unless NaN is spelled out: PostgreSQL reads "NaN"
-        vf = tbl["v_float"]
-        tbl = tbl.set_column(tbl.schema.get_field_index("v_float"), "v_float", pc.cast(vf, pa.string()))
-        buf = io.BytesIO()
-        pcsv.write_csv(tbl, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
-        cols = ", ".join(tbl.column_names)
+        heads, vals = metadata_tables(blocks)
+        # CSV cannot tell a NaN from NULL unless NaN is spelled out: PostgreSQL reads "nan"
+        vals = vals.set_column(vals.schema.get_field_index("v_float"), "v_float", pc.cast(vals["v_float"], pa.string()))
         with self.raw.cursor() as cur:
-            cur.execute("CREATE TEMP TABLE IF NOT EXISTS _ts_meta (LIKE metadata) ON COMMIT DROP")
-            cur.execute("ALTER TABLE _ts_meta ALTER COLUMN session_id DROP NOT NULL")
-            with cur.copy(f"COPY _ts_meta ({cols}) FROM STDIN (FORMAT csv)") as cp:
-                cp.write(buf.getvalue())
-            cur.execute(f"INSERT INTO metadata (session_id, {cols}) SELECT %s, {cols} FROM _ts_meta", (sid,))
-            cur.execute("TRUNCATE _ts_meta")
+            for table, tbl in (("metadata_blocks", heads), ("metadata_values", vals)):
+                tbl = tbl.add_column(0, "session_id", pa.repeat(pa.scalar(sid, pa.int32()), tbl.num_rows))
+                buf = io.BytesIO()  # NULL is an empty field, "" a quoted one
+                pcsv.write_csv(tbl, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
+                with cur.copy(f"COPY {table} ({', '.join(tbl.column_names)}) FROM STDIN (FORMAT csv)") as cp:
+                    cp.write(buf.getbuffer())
 
 
 def _prefetch(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
@@ -828,38 +825,40 @@ def _obj(lst: list) -> np.ndarray:
     return a
 
 
-_META_SCHEMA = pa.schema([
-    ("scope", pa.string()), ("owner_id", pa.int64()), ("key", pa.string()), ("seq", pa.int32()),
-    ("vtype", pa.string()), ("v_int", pa.int64()), ("v_float", pa.float64()), ("v_bool", pa.bool_()),
-    ("v_str", pa.string()), ("v_json", pa.string()),
+_BLOCKS_SCHEMA = pa.schema([("seq", pa.int32()), ("scope", pa.string()), ("key", pa.string()),
+                            ("vtype", pa.string())])
+_VALUES_SCHEMA = pa.schema([
+    ("seq", pa.int32()), ("owner_id", pa.int64()), ("vtype", pa.string()), ("v_int", pa.int64()),
+    ("v_float", pa.float64()), ("v_bool", pa.bool_()), ("v_str", pa.string()), ("v_json", pa.string()),
 ])
 
 
-def metadata_arrow(blocks: list[MetaBlock]) -> pa.Table:
-    """Metadata blocks as one Arrow table (NaN kept in v_float; one chunk per block)."""
+def metadata_tables(blocks: list[MetaBlock]) -> tuple[pa.Table, pa.Table]:
+    """Metadata blocks as the rows of ``metadata_blocks`` and of ``metadata_values`` (Arrow).
+
+    A block whose values share one type (nearly all) stores it once, in ``metadata_blocks``;
+    its values' own ``vtype`` is NULL. NaN is kept in v_float; one chunk per block.
+    """
+    heads: dict[str, list] = {"seq": [], "scope": [], "key": [], "vtype": []}
     batches = []
     for seq, b in enumerate(blocks):
         n = len(b)
         enc = values.encode_column(b.values)
-        cols = {}
-        for name in ("v_int", "v_float", "v_bool", "v_str", "v_json"):
-            typ = _META_SCHEMA.field(name).type
-            v = enc.get(name)
-            if v is None:
-                cols[name] = pa.nulls(n, typ)
-            else:
-                cols[name] = pa.array(v, typ)
         vt = enc["vtype"]
-        # constant columns are repeated scalars (no Python list of n strings)
-        vtype = pa.repeat(pa.scalar(vt, pa.string()), n) if isinstance(vt, str) else pa.array(vt, pa.string())
-        owner = pa.nulls(n, pa.int64()) if b.owners is None else pa.array(b.owners, pa.int64())
-        batch = pa.record_batch([
-            pa.repeat(pa.scalar(b.scope, pa.string()), n), owner, pa.repeat(pa.scalar(b.key, pa.string()), n),
-            pa.repeat(pa.scalar(seq, pa.int32()), n), vtype,
-            cols["v_int"], cols["v_float"], cols["v_bool"], cols["v_str"], cols["v_json"],
-        ], schema=_META_SCHEMA)
-        batches.append(batch)
-    return pa.Table.from_batches(batches, schema=_META_SCHEMA)
+        uniform = isinstance(vt, str) or len(set(vt)) == 1
+        heads["seq"].append(seq)
+        heads["scope"].append(b.scope)
+        heads["key"].append(b.key)
+        heads["vtype"].append((vt if isinstance(vt, str) else vt[0]) if uniform else None)
+        cols = [pa.repeat(pa.scalar(seq, pa.int32()), n),
+                pa.nulls(n, pa.int64()) if b.owners is None else pa.array(b.owners, pa.int64()),
+                pa.nulls(n, pa.string()) if uniform else pa.array(list(vt), pa.string())]
+        for name in ("v_int", "v_float", "v_bool", "v_str", "v_json"):
+            typ = _VALUES_SCHEMA.field(name).type
+            v = enc.get(name)
+            cols.append(pa.nulls(n, typ) if v is None else pa.array(v, typ))
+        batches.append(pa.record_batch(cols, schema=_VALUES_SCHEMA))
+    return (pa.table(heads, schema=_BLOCKS_SCHEMA), pa.Table.from_batches(batches, schema=_VALUES_SCHEMA))
 
 
 def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:

@@ -34,6 +34,10 @@ from .store import Store, _Bulk, _bulk_for
 
 LAKE_MARKER = "_trackstore.json"
 LAKE_TABLES = ("frames", "positions", "tracks", "links", "metadata")
+#: The columns of each lake table: the store's tables, and for metadata the view's (one row per
+#: value with its scope, key and type: the lake is read by engines that know nothing of trackstore).
+_LAKE_SHAPES = {"frames": schema.frames, "positions": schema.positions, "tracks": schema.tracks,
+                "links": schema.links, "metadata": schema.metadata_table}
 
 
 # ---------------------------------------------------------------------------- store -> store
@@ -92,7 +96,7 @@ def export_lake(store: Store, out: str | os.PathLike, sessions: Iterable[int | s
         written.append(out / "sessions" / "part-0.parquet")
         for i, sid in enumerate(ids):
             for name in LAKE_TABLES:
-                table = schema.metadata.tables[name]
+                table = _LAKE_SHAPES[name]
                 cols = [c for c in table.columns if c.name != "session_id"]
                 sql = (f"SELECT {', '.join(c.name for c in cols)} FROM {name} WHERE session_id = {int(sid)}"
                        + _order_by(name))
