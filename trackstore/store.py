@@ -505,6 +505,9 @@ class _DuckDBBulk(_Bulk):
         if not blocks:
             return
         heads, vals = metadata_tables(blocks)
+        # one chunk per block leaves part-filled row groups that DuckDB rewrites at the next
+        # checkpoint; row-group-sized batches are written once (615 k values: 0.14 s -> 0.085 s)
+        vals = pa.Table.from_batches(vals.combine_chunks().to_batches(max_chunksize=_BATCH_ROWS), schema=vals.schema)
         self._insert("metadata_blocks", heads, sid, "seq, scope, key, vtype")
         self._insert("metadata_values", vals, sid, "seq, owner_id, vtype, v_int, v_float, v_bool, v_str, v_json")
 
@@ -761,10 +764,10 @@ def _arrow_batches(columns: dict[str, np.ndarray]) -> pa.Table:
         else:
             arrays[k] = pa.array(v)
     return pa.Table.from_batches(pa.table(arrays).to_batches(max_chunksize=_BATCH_ROWS))
-#: Links per insert: each range's geometry is built in numpy then inserted. 500 k keeps the
+#: Links per insert: each range's geometry is built in numpy then inserted. ~500 k keeps the
 #: temporaries at ~60 MB (1 M: ~130 MB) at the same speed; much smaller ranges are slower and
 #: use more memory on DuckDB (an insert under ~2 row groups is not written to the file early).
-_LINK_CHUNK = 500_000
+_LINK_CHUNK = 4 * _BATCH_ROWS  # whole row groups: a part-filled one is rewritten at the checkpoint
 
 
 def _link_parts(n: int) -> list[slice]:
