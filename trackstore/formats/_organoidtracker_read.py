@@ -850,11 +850,13 @@ def _collect(run: list, off: int, skip: tuple[str, ...], cols: dict[str, _Column
             for k in sorted(new, key=lambda k: pos[k]):
                 cols[k] = _Column(null_is_absent=False)
         for k in keys:
-            idx = [i for i, el in enumerate(run) if k in el]
-            if len(idx) == len(run):
+            try:  # the usual case: every element has the key (one pass, no index list)
                 cols[k].add(off, [el[k] for el in run])
-            else:
-                cols[k].add_at([off + i for i in idx], [run[i][k] for i in idx])
+                continue
+            except KeyError:
+                pass
+            idx = [i for i, el in enumerate(run) if k in el]
+            cols[k].add_at([off + i for i in idx], [run[i][k] for i in idx])
     _flush(cols)
 
 
