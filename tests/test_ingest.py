@@ -212,7 +212,8 @@ def test_ingest_of_one_format_imports_only_that_format(tmp_path, data_dir):
         "from trackstore.formats import list_formats\n"
         f"with open_store({str(tmp_path / 's.duckdb')!r}) as s:\n"
         f"    rep = ingest(s, [{str(aut)!r}], fmt='organoidtracker')[0]\n"
-        "mods = sorted(m for m in sys.modules if m.startswith('trackstore.formats.') and not m.split('.')[-1].startswith('_'))\n"
+        "mods = sorted(m for m in sys.modules\n"
+        "              if m.startswith('trackstore.formats.') and not m.split('.')[-1].startswith('_'))\n"
         "print(json.dumps({'status': rep.status, 'mods': mods, 'parquet': 'pyarrow.parquet' in sys.modules,\n"
         "                  'order': list(list_formats())}))\n"
     )

@@ -184,7 +184,8 @@ def test_migrations_0006_metadata_blocks_keep_every_value(empty_url):
 
     t = examples.division()
     n = t.n_positions
-    t.add_meta("position", "intensity", np.where(np.arange(n) % 3 == 0, np.nan, np.arange(n) * -0.5), owners=np.arange(n))
+    t.add_meta("position", "intensity", np.where(np.arange(n) % 3 == 0, np.nan, np.arange(n) * -0.5),
+               owners=np.arange(n))
     mixed = np.empty(4, dtype=object)
     mixed[:] = [1, "a", None, [2.5, True]]  # one block, four value types
     t.add_meta("track", "label", mixed, owners=np.arange(4) % t.n_tracks)

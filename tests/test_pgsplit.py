@@ -38,7 +38,8 @@ def _session(n_animals: int = 5, n_frames: int = 400, seed: int = 3):
 def _prepared(url: str) -> list[str]:
     e = sa.create_engine(url)
     with e.connect() as c:
-        gids = list(c.exec_driver_sql("SELECT gid FROM pg_prepared_xacts WHERE database = current_database()").scalars())
+        gids = list(c.exec_driver_sql(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()").scalars())
     e.dispose()
     return gids
 
@@ -152,7 +153,7 @@ def test_both_connections_copy_links(pg_url, split, monkeypatch):
     t = _session(n_animals=20, n_frames=2000)  # 40 k links in 97-link ranges
     with Store(pg_url) as s:
         with s.transaction() as c:
-            sid = s.write_session(c, t, content_hash="h1")
+            s.write_session(c, t, content_hash="h1")
         with s.connect() as c:
             ids = c.exec_driver_sql("SELECT link_id FROM links ORDER BY link_id").scalars().all()
     assert ids == list(range(t.n_links))
