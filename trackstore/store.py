@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -94,9 +94,8 @@ class Store:
         On PostgreSQL a large session may be written partly on a helper connection (see
         :mod:`trackstore._pgsplit`); it commits or rolls back with this transaction.
         """
-        if self.dialect == "postgresql" and not self._recovered:
-            with db.wrap_db_errors("finishing an interrupted ingest"):
-                _pgsplit.recover(self.engine)
+        if not self._recovered:
+            self._finish_interrupted()
             self._recovered = True
         with db.wrap_db_errors("opening the store for writing"):
             conn = self.engine.connect()
@@ -130,11 +129,15 @@ class Store:
             finally:
                 conn.close()
 
-    def upgrade(self, revision: str = "head") -> tuple[str | None, str]:
-        """Migrate the store to ``revision``; returns (old, new) revision."""
+    def _finish_interrupted(self) -> None:
+        """PostgreSQL: commit or roll back helper transactions a dead writer left prepared (_pgsplit)."""
         if self.dialect == "postgresql":
             with db.wrap_db_errors("finishing an interrupted ingest"):
                 _pgsplit.recover(self.engine)
+
+    def upgrade(self, revision: str = "head") -> tuple[str | None, str]:
+        """Migrate the store to ``revision``; returns (old, new) revision."""
+        self._finish_interrupted()
         with db.wrap_db_errors("upgrading the store"):
             with self.engine.connect() as conn:
                 old = db.current_revision(conn)
@@ -640,7 +643,7 @@ class _PostgresBulk(_Bulk):
                     cp.write(buf.getbuffer())
 
 
-def _prefetch(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+def _prefetch(pieces: Iterator[_T], depth: int = 2) -> Iterator[_T]:
     """Iterate ``pieces``, producing up to ``depth`` ahead on a background thread."""
     import queue
     import threading
@@ -737,6 +740,8 @@ def _tracks_arrow(t: TrackTables) -> pa.Table:
         "native_id": pa.array([None if v is None else int(v) for v in t.track_col("native_id")], pa.int64()),
     })
 
+
+_T = TypeVar("_T")
 
 #: ``Connection.info`` key of the callbacks run with the outcome of :meth:`Store.transaction`.
 _AFTER_TX = "trackstore_after_transaction"
