@@ -79,12 +79,6 @@ print(json.dumps({"seconds": dt, "values": len(rows)}))
 REPEAT = 3
 
 
-def _db_url(url: str, name: str) -> str:
-    """``url`` pointing at database ``name`` of the same server."""
-    b, _, q = url.partition("?")
-    return f"{b.rsplit('/', 1)[0]}/{name}" + (f"?{q}" if q else "")
-
-
 def main() -> None:
     a, wd, big, many = inputs(__doc__)
 
@@ -103,8 +97,8 @@ def main() -> None:
             with psycopg.connect(base, autocommit=True) as con:
                 con.execute(f"CREATE DATABASE floor{i}")
                 con.execute(f"CREATE DATABASE ingest{i}")
-            floors.append(run_child(FLOOR, str(big), _db_url(base, f"floor{i}")))
-            ours_runs.append(run_child(INGEST, str(big), _db_url(url, f"ingest{i}")))
+            floors.append(run_child(FLOOR, str(big), pglocal.database_url(base, f"floor{i}")))
+            ours_runs.append(run_child(INGEST, str(big), pglocal.database_url(url, f"ingest{i}")))
         floor = min(floors, key=lambda r: r["seconds"])
         ours = min(ours_runs, key=lambda r: r["seconds"])
         row("floor: bare psycopg binary COPY of the same positions", f"{floor['seconds']:.2f} s "
@@ -127,7 +121,7 @@ print(json.dumps({}))
         assert ing == {}
         with psycopg.connect(base, autocommit=True) as con:  # a database holding only these sessions
             con.execute("CREATE DATABASE speed")
-        url = _db_url(url, "speed")
+        url = pglocal.database_url(url, "speed")
         cp = run_child(COPY_MANY, str(duck), url)
         row("trackstore copy DuckDB -> PostgreSQL (all sessions)", f"{cp['seconds']:.2f} s, {cp['sessions']} sessions")
         pg = run_child(SPEED, url)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from trackstore import pglocal
 from trackstore.store import Store
 
 DATA = Path(__file__).parent / "data"
@@ -42,8 +43,6 @@ def pg_server(tmp_path_factory):
         yield url
         return
     pytest.importorskip("pgserver", reason="the postgres extra is not installed")
-    from trackstore import pglocal
-
     srv, url = pglocal.start(tmp_path_factory.mktemp("pg"))
     yield url
     srv.cleanup()
@@ -59,8 +58,7 @@ def pg_url(pg_server) -> str:
     with admin.connect() as c:
         c.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
-    base, _, query = pg_server.partition("?")
-    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    yield pglocal.database_url(pg_server, name)
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import examples
-from trackstore import db
+from trackstore import db, pglocal
 from trackstore.model import SessionInfo, TrackTables
 from trackstore.queries import list_queries, run_query
 from trackstore.store import Store
@@ -49,8 +49,7 @@ def both(tmp_path_factory, pg_server):
         c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
         c.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
-    base, _, query = pg_server.partition("?")
-    pg = f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    pg = pglocal.database_url(pg_server, name)
     duck = tmp_path_factory.mktemp("backends") / "s.duckdb"
     sessions = [f() for f in examples.ALL.values()] + [_animals(1), _animals(2)]
     for url in (duck, pg):

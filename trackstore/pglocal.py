@@ -40,3 +40,9 @@ def start(pgdata: str | Path, *, cleanup_mode: str = "delete") -> tuple[Any, str
         _commands.pg_ctl(["-w", "-l", str(srv.log), "restart"], pgdata=srv.pgdata, user=srv.system_user,
                          timeout=30)
     return srv, srv.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def database_url(url: str, name: str) -> str:
+    """``url`` (a server URL, query string kept) pointing at database ``name`` of the same server."""
+    base, _, query = url.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
