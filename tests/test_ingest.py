@@ -120,6 +120,7 @@ def test_ingest_bad_file_one_error_line_and_no_trace(bad_lab, tmp_path):
     assert r.exit_code == 1
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and str(bad_lab / "exp3" / "broken.npy") in errors[0]
+    assert r.stderr.count(str(bad_lab / "exp3" / "broken.npy")) == 1  # said once, not also as a progress line
     with Store(db) as s:
         names = sorted(x["name"] for x in s.list_sessions())
         with s.connect() as c:
@@ -135,6 +136,7 @@ def test_ingest_keep_going_reports_failures_at_the_end(bad_lab, tmp_path):
     assert r.exit_code == 1
     assert "2 ingested, 0 replaced, 0 skipped (already stored), 1 failed" in r.stdout
     assert "failed" in r.stderr and "broken.npy" in r.stderr
+    assert r.stderr.count(str(bad_lab / "exp3" / "broken.npy")) == 1  # the path once per failure
 
 
 def test_ingest_unknown_file_is_refused_with_hint(tmp_path):

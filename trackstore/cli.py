@@ -145,7 +145,9 @@ def ingest(
         elif stage == "done":
             bar.advance()
             if rep.status == "failed":
-                bar.print_err(f"failed    {rep.path}: {rep.error}")
+                if keep_going:  # otherwise the error itself ends the command, printed once by handle_errors
+                    where = "" if rep.error.startswith(f"{rep.path}:") else f"{rep.path}: "
+                    bar.print_err(f"failed    {where}{rep.error}")
             elif show:
                 bar.print(_ingest_line(rep))
                 for w in rep.warnings:
