@@ -6,6 +6,7 @@ import itertools
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -266,3 +267,58 @@ def test_postgres_copy_in_many_pieces_roundtrips(pg_url, monkeypatch, name):
         with s.transaction() as c:
             sid = s.write_session(c, t, content_hash=name)
         assert compare_tables(t, s.read_session(sid)) == []
+
+
+def _metadata_blocks() -> list[MetaBlock]:
+    """Blocks of every shape: scalars, typed columns, a mixed object column, an empty block."""
+    return [MetaBlock.scalar("session", "name", "demo"), MetaBlock.scalar("session", "cfg", {"a": [1, 2]}),
+            MetaBlock("position", "intensity", np.array([1.0, np.nan, -0.0, 4.0, 5.5]), np.array([4, 0, 1, 2, 3])),
+            MetaBlock("position", "empty", np.array([], np.float64), np.array([], np.int64)),
+            MetaBlock("track", "n", np.array([3, -1, 2**40], np.int64), np.array([0, 1, 2])),
+            MetaBlock("track", "kind", np.array(["a", 2, None, 1.5, True, [1]], dtype=object), np.arange(6)),
+            MetaBlock("link", "ok", np.array([True, False, True]), np.array([0, 1, 2]))]
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 7, 1000])
+def test_metadata_rows_cut_blocks_anywhere(size):
+    """Values are built a batch at a time; wherever a batch boundary falls inside a block, the rows
+    are each value's own encoding, in order, with the owner and block number beside it."""
+    from trackstore.store import MetadataRows
+
+    blocks = _metadata_blocks()
+    rows = MetadataRows(blocks)
+    batches = list(rows.batches(size))
+    assert all(b.num_rows == size for b in batches[:-1]) and 0 < batches[-1].num_rows <= size
+    got = pa.Table.from_batches(batches, schema=rows.schema).to_pylist()
+    expected = []
+    for seq, b in enumerate(blocks):
+        vals = b.values.tolist() if b.values.dtype != object else list(b.values)
+        mixed = len({values.encode(v)[0] for v in vals}) > 1  # a block of one type keeps it in its head
+        for i, v in enumerate(vals):
+            vt, *enc = values.encode(v)
+            row = dict(zip(("v_int", "v_float", "v_bool", "v_str", "v_json"), enc))
+            row["vtype"] = vt if mixed else None
+            row.update(seq=seq, owner_id=None if b.owners is None else int(b.owners[i]))
+            expected.append(row)
+    assert len(got) == len(expected) == rows.num_rows
+    for g, e in zip(got, expected):
+        e = {k: v for k, v in e.items() if k in g}  # a column NULL in every row is not built
+        assert {k: v for k, v in g.items() if k != "v_float"} == {k: v for k, v in e.items() if k != "v_float"}
+        assert (g["v_float"] is None and e["v_float"] is None) or math.isnan(e["v_float"]) and math.isnan(
+            g["v_float"]) or (g["v_float"] == e["v_float"] and math.copysign(1, g["v_float"]) == math.copysign(
+                1, e["v_float"]))
+    assert rows.heads["key"].to_pylist() == [b.key for b in blocks]
+
+
+def test_metadata_over_many_row_groups_roundtrips(any_store):
+    """More values than two row groups, spread over blocks that straddle the batch boundaries."""
+    from trackstore.store import _BATCH_ROWS
+
+    t = examples.linear()
+    n = _BATCH_ROWS * 2 + 1234
+    rng = np.random.default_rng(3)
+    t.add_meta("position", "a", rng.random(n), owners=np.arange(n))
+    t.add_meta("frame", "label", np.array([f"f{i}" for i in range(5000)], dtype=object), owners=np.arange(5000))
+    t.add_meta("position", "b", rng.integers(-5, 5, _BATCH_ROWS), owners=np.arange(_BATCH_ROWS))
+    _, back = _roundtrip(any_store, t)
+    assert compare_tables(t, back) == []

@@ -187,6 +187,10 @@ def _ingest_one(store: Store, path: Path, module, rep: IngestReport, tags, repla
         digest = early.result()
     else:
         digest = content_hash(module.NAME, files, path)
+    # counted now: writing consumes the tables
+    rep.counts = {"positions": tables.n_positions, "links": tables.n_links, "tracks": tables.n_tracks,
+                  "frames": len(tables.frame_numbers()),
+                  "metadata": sum(len(b) for b in tables.metadata)}
     with store.transaction() as conn:
         store.lock_content(conn, digest)
         existing = store.find_sessions(conn, content_hash=digest)
@@ -200,6 +204,3 @@ def _ingest_one(store: Store, path: Path, module, rep: IngestReport, tags, repla
             rep.session_id = store.write_session(conn, tables, content_hash=digest, tags=tags,
                                                  session_id=old[0] if old else None, consume=True)
             rep.status = "replaced" if old else "ingested"
-    rep.counts = {"positions": tables.n_positions, "links": tables.n_links, "tracks": tables.n_tracks,
-                  "frames": len(tables.frame_numbers()),
-                  "metadata": sum(len(b) for b in tables.metadata)}

@@ -9,6 +9,7 @@ trackstore process waits seconds, not for a whole multi-session ingest.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -223,9 +224,11 @@ class Store:
                       imported_at: dt.datetime | None = None, consume: bool = False) -> int:
         """Insert one session in bulk (inside the caller's transaction); returns its id.
 
-        ``consume=True`` hands ``tables`` over: position columns that nothing later needs are
-        dropped from it as soon as they are stored (quality, origin, native_id, radius: 85 MB of
-        a 9.5 M-position session, freed before the links are written). ``ingest`` does this.
+        ``consume=True`` hands ``tables`` over: its columns are dropped as soon as nothing later
+        needs them (quality, origin, native_id and radius once the positions are stored: 85 MB
+        of a 9.5 M-position session, freed before the links are written; on DuckDB, every
+        position, link and metadata column once the links are stored). ``ingest`` does this,
+        and must not use ``tables`` afterwards.
         """
         if session_id is None:
             session_id = int(conn.execute(sa.select(schema.session_id_seq.next_value())).scalar())
@@ -285,10 +288,15 @@ class Store:
             for name in ("quality", "origin", "native_id", "radius"):
                 tables.positions.pop(name, None)
         bulk.insert_tracks(session_id, tables)
-        bulk.insert_metadata(session_id, blocks)
         if helper is None:
             bulk.insert_links(session_id, tables, frames)
+            if consume:  # nothing needs positions or links any more: free them before the metadata
+                tables.positions.clear()
+                tables.links.clear()
+                tables.metadata = []
+            bulk.insert_metadata(session_id, blocks)
             return
+        bulk.insert_metadata(session_id, blocks)
         bulk.insert_links(session_id, tables, frames, parts.take([]))
         if not helper.wait():  # a failed helper is rolled back: its ranges are copied here
             bulk.insert_links(session_id, tables, frames, iter(helper_took))
@@ -507,12 +515,16 @@ class _DuckDBBulk(_Bulk):
     def insert_metadata(self, sid: int, blocks: list[MetaBlock]) -> None:
         if not blocks:
             return
-        heads, vals = metadata_tables(blocks)
-        # one chunk per block leaves part-filled row groups that DuckDB rewrites at the next
-        # checkpoint; row-group-sized batches are written once (615 k values: 0.14 s -> 0.085 s)
-        vals = pa.Table.from_batches(vals.combine_chunks().to_batches(max_chunksize=_BATCH_ROWS), schema=vals.schema)
-        self._insert("metadata_blocks", heads, sid, "seq, scope, key, vtype")
-        self._insert("metadata_values", vals, sid, "seq, owner_id, vtype, v_int, v_float, v_bool, v_str, v_json")
+        rows = MetadataRows(blocks)
+        self._insert("metadata_blocks", rows.heads, sid, "seq, scope, key, vtype")
+        # whole row groups, two per INSERT (one per thread): one chunk per block would leave
+        # part-filled row groups that DuckDB rewrites at the next checkpoint (615 k values: 0.14 s
+        # -> 0.085 s). Not one stream: DuckDB reads up to 16 batches of a stream ahead, and not one
+        # table of all the values: either holds every value's Arrow copy in memory at once.
+        select = ", ".join(name if name in rows.schema.names else "NULL" for name in _VALUES_SCHEMA.names)
+        batches = rows.batches()
+        while group := list(itertools.islice(batches, 2)):
+            self._insert("metadata_values", pa.Table.from_batches(group, schema=rows.schema), sid, select)
 
 
 class _PostgresBulk(_Bulk):
@@ -631,16 +643,25 @@ class _PostgresBulk(_Bulk):
         import pyarrow.compute as pc
         import pyarrow.csv as pcsv
 
-        heads, vals = metadata_tables(blocks)
-        # CSV cannot tell a NaN from NULL unless NaN is spelled out: PostgreSQL reads "nan"
-        vals = vals.set_column(vals.schema.get_field_index("v_float"), "v_float", pc.cast(vals["v_float"], pa.string()))
-        with self.raw.cursor() as cur:
-            for table, tbl in (("metadata_blocks", heads), ("metadata_values", vals)):
+        rows = MetadataRows(blocks)
+
+        def csv_pieces(tables: Iterator[pa.Table | pa.RecordBatch]) -> Iterator[memoryview]:
+            for tbl in tables:
+                tbl = pa.Table.from_batches([tbl]) if isinstance(tbl, pa.RecordBatch) else tbl
+                if "v_float" in tbl.schema.names:  # CSV cannot tell NaN from NULL unless NaN is spelled out
+                    i = tbl.schema.get_field_index("v_float")
+                    tbl = tbl.set_column(i, "v_float", pc.cast(tbl.column(i), pa.string()))
                 tbl = tbl.add_column(0, "session_id", pa.repeat(pa.scalar(sid, pa.int32()), tbl.num_rows))
                 buf = io.BytesIO()  # NULL is an empty field, "" a quoted one
                 pcsv.write_csv(tbl, buf, pcsv.WriteOptions(include_header=False, quoting_style="needed"))
-                with cur.copy(f"COPY {table} ({', '.join(tbl.column_names)}) FROM STDIN (FORMAT csv)") as cp:
-                    cp.write(buf.getbuffer())
+                yield buf.getbuffer()
+
+        with self.raw.cursor() as cur:
+            for table, names, tables in (("metadata_blocks", rows.heads.schema.names, [rows.heads]),
+                                         ("metadata_values", rows.schema.names, rows.batches())):
+                with cur.copy(f"COPY {table} (session_id, {', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
+                    for piece in csv_pieces(tables):
+                        cp.write(piece)
 
 
 def _prefetch(pieces: Iterator[_T], depth: int = 2) -> Iterator[_T]:
@@ -841,32 +862,75 @@ _VALUES_SCHEMA = pa.schema([
 ])
 
 
-def metadata_tables(blocks: list[MetaBlock]) -> tuple[pa.Table, pa.Table]:
-    """Metadata blocks as the rows of ``metadata_blocks`` and of ``metadata_values`` (Arrow).
+class MetadataRows:
+    """Metadata blocks as the rows of ``metadata_blocks`` (:attr:`heads`) and of ``metadata_values``
+    (:meth:`batches`, built a row group at a time).
 
     A block whose values share one type (nearly all) stores it once, in ``metadata_blocks``;
-    its values' own ``vtype`` is NULL. NaN is kept in v_float; one chunk per block.
+    its values' own ``vtype`` is NULL. NaN is kept in v_float. The values have only the columns
+    that hold a value somewhere (:attr:`schema`; ``seq`` always): a column that is NULL in every
+    row is left for the INSERT to fill. Each block is encoded once (numeric columns without a
+    copy); a batch gathers slices of the blocks it spans, so only a row group of rows is ever
+    built (615 k values: 23 MB of Arrow at once before, ~4 MB now).
     """
-    heads: dict[str, list] = {"seq": [], "scope": [], "key": [], "vtype": []}
-    batches = []
-    for seq, b in enumerate(blocks):
-        n = len(b)
-        enc = values.encode_column(b.values)
-        vt = enc["vtype"]
-        uniform = isinstance(vt, str) or len(set(vt)) == 1
-        heads["seq"].append(seq)
-        heads["scope"].append(b.scope)
-        heads["key"].append(b.key)
-        heads["vtype"].append((vt if isinstance(vt, str) else vt[0]) if uniform else None)
-        cols = [pa.repeat(pa.scalar(seq, pa.int32()), n),
-                pa.nulls(n, pa.int64()) if b.owners is None else pa.array(b.owners, pa.int64()),
-                pa.nulls(n, pa.string()) if uniform else pa.array(list(vt), pa.string())]
-        for name in ("v_int", "v_float", "v_bool", "v_str", "v_json"):
+
+    def __init__(self, blocks: list[MetaBlock]):
+        heads: dict[str, list] = {"seq": [], "scope": [], "key": [], "vtype": []}
+        self._blocks: list[tuple[int, int, dict[str, pa.Array]]] = []  # (seq, n, {column: values})
+        present = {"seq"}
+        for seq, b in enumerate(blocks):
+            enc = values.encode_column(b.values)
+            vt = enc["vtype"]
+            uniform = isinstance(vt, str) or len(set(vt)) == 1
+            heads["seq"].append(seq)
+            heads["scope"].append(b.scope)
+            heads["key"].append(b.key)
+            heads["vtype"].append((vt if isinstance(vt, str) else vt[0]) if uniform else None)
+            cols = {"owner_id": b.owners, "vtype": None if uniform else list(vt)}
+            cols.update((name, enc.get(name)) for name in ("v_int", "v_float", "v_bool", "v_str", "v_json"))
+            arrays = {name: pa.array(v, _VALUES_SCHEMA.field(name).type) for name, v in cols.items() if v is not None}
+            present.update(arrays)
+            self._blocks.append((seq, len(b), arrays))
+        self.heads = pa.table(heads, schema=_BLOCKS_SCHEMA)
+        self.schema = pa.schema([f for f in _VALUES_SCHEMA if f.name in present])
+        self.num_rows = sum(n for _, n, _ in self._blocks)
+
+    def batches(self, size: int = _BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """The values in order of (seq, position in block), as batches of ``size`` rows."""
+        names = self.schema.names
+        pending: list[tuple[int, dict[str, pa.Array], int, int]] = []  # (seq, arrays, start, length)
+        filled = 0
+        for seq, n, arrays in self._blocks:
+            at = 0
+            while at < n:
+                take = min(n - at, size - filled)
+                pending.append((seq, arrays, at, take))
+                filled += take
+                at += take
+                if filled == size:
+                    yield self._batch(names, pending)
+                    pending, filled = [], 0
+        if pending:
+            yield self._batch(names, pending)
+
+    def _batch(self, names: list[str], pending: list) -> pa.RecordBatch:
+        columns = []
+        for name in names:
             typ = _VALUES_SCHEMA.field(name).type
-            v = enc.get(name)
-            cols.append(pa.nulls(n, typ) if v is None else pa.array(v, typ))
-        batches.append(pa.record_batch(cols, schema=_VALUES_SCHEMA))
-    return (pa.table(heads, schema=_BLOCKS_SCHEMA), pa.Table.from_batches(batches, schema=_VALUES_SCHEMA))
+            parts = []
+            for seq, arrays, start, length in pending:
+                if name == "seq":
+                    parts.append(pa.array(np.full(length, seq, np.int32)))
+                elif name in arrays:
+                    parts.append(arrays[name].slice(start, length))
+                else:
+                    parts.append(pa.nulls(length, typ))
+            columns.append(parts[0] if len(parts) == 1 else pa.concat_arrays(parts))
+        return pa.record_batch(columns, schema=self.schema)
+
+    def table(self) -> pa.Table:
+        """All values as one table."""
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
 
 
 def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:
