@@ -941,17 +941,24 @@ def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:
     cuts = np.flatnonzero(np.diff(seq)) + 1
     starts = np.concatenate([[0], cuts])
     ends = np.concatenate([cuts, [len(seq)]])
-    vtype = md["vtype"].to_numpy(zero_copy_only=False)
-    scope = md["scope"].to_numpy(zero_copy_only=False)
-    key = md["key"].to_numpy(zero_copy_only=False)
+    # scope, key and vtype as Python strings per block, not per row (615 k rows: 0.12 s -> 0.01 s)
+    import pyarrow.compute as pc
+
+    at = pa.array(starts)
+    scope = md["scope"].take(at).to_pylist()
+    key = md["key"].take(at).to_pylist()
+    coded = pc.dictionary_encode(md["vtype"].combine_chunks())
+    labels = np.asarray(coded.dictionary.to_pylist(), dtype=object)
+    codes = coded.indices.to_numpy(zero_copy_only=False)
     owner = md["owner_id"]
     cols = {c: md[c] for c in ("v_int", "v_float", "v_bool", "v_str", "v_json")}
     out = []
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        vt = vtype[a:b]
+    for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+        c = codes[a:b]
+        lo, hi = int(c.min()), int(c.max())
         own = owner.slice(a, b - a)
         owners = None if own.null_count == len(own) else own.to_numpy(zero_copy_only=False).astype(np.int64)
-        kinds = set(vt.tolist())
+        kinds = {labels[lo]} if lo == hi else set(labels[np.unique(c)].tolist())
         if kinds == {"float"}:
             vals = cols["v_float"].slice(a, b - a).to_numpy(zero_copy_only=False).astype(np.float64)
             vals[vals == 0] = 0.0  # the stored sign of a zero is not reliable (see values.NEGATIVE_ZERO)
@@ -962,8 +969,11 @@ def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:
             vals = cols["v_int"].slice(a, b - a).to_numpy(zero_copy_only=False).astype(np.int64)
         elif kinds == {"bool"} and owners is not None:
             vals = np.asarray(cols["v_bool"].slice(a, b - a).to_pylist(), dtype=bool)
+        elif kinds == {"str"}:
+            vals = _obj(cols["v_str"].slice(a, b - a).to_pylist())
         else:
             py = {c: cols[c].slice(a, b - a).to_pylist() for c in cols}
+            vt = labels[c].tolist()
             vals = np.empty(b - a, dtype=object)
             for i in range(b - a):
                 vals[i] = values.decode(vt[i], py["v_int"][i], py["v_float"][i], py["v_bool"][i],
@@ -972,7 +982,7 @@ def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:
             o = np.empty(1, dtype=object)
             o[0] = vals.tolist()[0]
             vals = o
-        out.append(MetaBlock(str(scope[a]), str(key[a]), vals, owners))
+        out.append(MetaBlock(str(scope[k]), str(key[k]), vals, owners))
     return out
 
 
