@@ -320,5 +320,10 @@ def test_metadata_over_many_row_groups_roundtrips(any_store):
     t.add_meta("position", "a", rng.random(n), owners=np.arange(n))
     t.add_meta("frame", "label", np.array([f"f{i}" for i in range(5000)], dtype=object), owners=np.arange(5000))
     t.add_meta("position", "b", rng.integers(-5, 5, _BATCH_ROWS), owners=np.arange(_BATCH_ROWS))
+    mixed = np.array(["a", 2, None, 1.5, True, [1], -0.0, np.float32(2.5)] * 3, dtype=object)
+    t.add_meta("position", "mixed", mixed, owners=np.arange(len(mixed)))
     _, back = _roundtrip(any_store, t)
     assert compare_tables(t, back) == []
+    got = next(b for b in back.metadata if b.key == "mixed").values.tolist()
+    assert [type(v) for v in got] == [type(v) for v in mixed.tolist()]
+    assert math.copysign(1, got[6]) == -1
