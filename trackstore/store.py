@@ -331,6 +331,8 @@ def _bulk_for(conn: sa.Connection):
 #: rows own the positions whose value in that column is -0.0, which DuckDB's storage may turn
 #: into 0.0 (constant and run-length segments treat them as equal).
 _STORE_SCOPE = "_store"
+#: The float position columns whose -0.0 signs are recorded under _STORE_SCOPE.
+_FLOAT_POSITION_COLUMNS = ("x", "y", "z", "quality", "radius")
 
 _ORIGIN_CASE = "CASE origin " + " ".join(f"WHEN '{o}' THEN {i}" for i, o in enumerate(ORIGINS)) + " ELSE 0 END"
 
@@ -713,7 +715,7 @@ def _restore_zero_signs(positions: dict[str, np.ndarray], records: pa.Table) -> 
     owners: dict[str, list[int]] = {}
     for key, owner in zip(records["key"].to_pylist(), records["owner_id"].to_pylist()):
         owners.setdefault(key.removeprefix("negative_zero."), []).append(owner)
-    for col in ("x", "y", "z", "quality", "radius"):
+    for col in _FLOAT_POSITION_COLUMNS:
         v = positions.get(col)
         if v is None:
             continue
@@ -731,7 +733,7 @@ def _restore_zero_signs(positions: dict[str, np.ndarray], records: pa.Table) -> 
 def _negative_zero_blocks(t: TrackTables) -> list[MetaBlock]:
     """One hidden block per float position column holding -0.0: the ids of those positions."""
     out = []
-    for col in ("x", "y", "z", "quality", "radius"):
+    for col in _FLOAT_POSITION_COLUMNS:
         v = t.positions.get(col)
         if v is None:
             continue
@@ -928,10 +930,6 @@ class MetadataRows:
             columns.append(parts[0] if len(parts) == 1 else pa.concat_arrays(parts))
         return pa.record_batch(columns, schema=self.schema)
 
-    def table(self) -> pa.Table:
-        """All values as one table."""
-        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
-
 
 def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:
     """Rebuild metadata blocks from rows ordered by (seq, owner_id)."""
@@ -954,11 +952,11 @@ def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:
     cols = {c: md[c] for c in ("v_int", "v_float", "v_bool", "v_str", "v_json")}
     out = []
     for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
-        c = codes[a:b]
-        lo, hi = int(c.min()), int(c.max())
+        block_codes = codes[a:b]
+        lo, hi = int(block_codes.min()), int(block_codes.max())
         own = owner.slice(a, b - a)
         owners = None if own.null_count == len(own) else own.to_numpy(zero_copy_only=False).astype(np.int64)
-        kinds = {labels[lo]} if lo == hi else set(labels[np.unique(c)].tolist())
+        kinds = {labels[lo]} if lo == hi else set(labels[np.unique(block_codes)].tolist())
         if kinds == {"float"}:
             vals = cols["v_float"].slice(a, b - a).to_numpy(zero_copy_only=False).astype(np.float64)
             vals[vals == 0] = 0.0  # the stored sign of a zero is not reliable (see values.NEGATIVE_ZERO)
@@ -973,7 +971,7 @@ def blocks_from_arrow(md: pa.Table) -> list[MetaBlock]:
             vals = _obj(cols["v_str"].slice(a, b - a).to_pylist())
         else:
             py = {c: cols[c].slice(a, b - a).to_pylist() for c in cols}
-            vt = labels[c].tolist()
+            vt = labels[block_codes].tolist()
             vals = np.empty(b - a, dtype=object)
             for i in range(b - a):
                 vals[i] = values.decode(vt[i], py["v_int"][i], py["v_float"][i], py["v_bool"][i],
