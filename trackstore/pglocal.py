@@ -39,6 +39,9 @@ def start(pgdata: str | Path, *, cleanup_mode: str = "delete") -> tuple[Any, str
         # a restart reuses the start options (socket folder, log) recorded in postmaster.opts
         _commands.pg_ctl(["-w", "-l", str(srv.log), "restart"], pgdata=srv.pgdata, user=srv.system_user,
                          timeout=30)
+        # the handle still names the postmaster that was stopped: without this, cleanup() would not
+        # stop the new one, and delete its folder under it (a server left running per start)
+        srv.ensure_postgres_running()
     return srv, srv.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
 
 
