@@ -10,11 +10,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-#: Prepended to every child: ``peak_mb()`` is the child's own peak resident memory.
+#: Prepended to every child: ``peak_mb()`` is the child's own peak resident memory, ``rss_mb()``
+#: its resident memory now (taken right before a step, so that the step's growth can be told).
 PRELUDE = (
     "import json, resource, sys, time\n"
     "def peak_mb():\n"
     "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+    "def rss_mb():\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        return next((int(l.split()[1]) / 1024 for l in f if l.startswith('VmRSS:')), 0.0)\n"
 )
 
 

@@ -76,8 +76,7 @@ from trackstore import open_store, ingest, upgrade
 path, db = sys.argv[1], sys.argv[2]
 upgrade(db)  # the store exists already, as it does for a lab's 100th session (creating it: ~0.3 s)
 import pyarrow.dataset  # a library DuckDB loads at its first Arrow scan (23 MB of code, any file size)
-with open("/proc/self/status") as f:  # the process before the ingest: Python and the libraries
-    before_mb = next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS:"))
+before_mb = rss_mb()  # the process before the ingest: Python and the libraries
 t0 = time.perf_counter()
 with open_store(db) as store:
     rep = ingest(store, [path])[0]

@@ -32,17 +32,8 @@ from _util import HERE, ROOT, row, run_child
 
 GEN = ROOT.parent / "shared" / "tools" / "gen_aut.py"
 
-# the child measures its resident set right before the step, and its peak after
-BASELINE = r"""
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-"""
-
-FLOOR = BASELINE + r"""
+# each child measures its resident set right before the step (rss_mb) and its peak after (peak_mb)
+FLOOR = r"""
 import gc
 path, which = sys.argv[1], sys.argv[2]
 if which == "orjson":
@@ -59,7 +50,7 @@ dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "peak_mb": peak_mb(), "growth_mb": peak_mb() - before}))
 """
 
-INGEST = BASELINE + r"""
+INGEST = r"""
 import trackstore
 from trackstore import open_store, ingest
 import trackstore.formats.organoidtracker, duckdb, pyarrow, pyarrow.dataset, sqlalchemy, numpy
@@ -76,7 +67,7 @@ print(json.dumps({"seconds": dt, "positions": rep.counts["positions"], "links": 
                   "peak_mb": peak_mb(), "growth_mb": peak_mb() - before}))
 """
 
-READ = BASELINE + r"""
+READ = r"""
 from trackstore.formats import organoidtracker as ot
 path = sys.argv[1]
 before = rss_mb()
@@ -86,7 +77,7 @@ dt = time.perf_counter() - t0
 print(json.dumps({"seconds": dt, "positions": t.n_positions, "peak_mb": peak_mb(), "growth_mb": peak_mb() - before}))
 """
 
-EXPORT = BASELINE + r"""
+EXPORT = r"""
 import warnings
 from trackstore import open_store
 from trackstore.formats import organoidtracker as ot
@@ -105,7 +96,7 @@ print(json.dumps({"seconds": t2 - t0, "read_session": t1 - t0, "write": t2 - t1,
 """
 
 # DuckDB alone storing the rows the ingest stored, from ready Arrow tables: the store's own share
-STORE = BASELINE + r"""
+STORE = r"""
 import os, duckdb, pyarrow, pyarrow.dataset, sqlalchemy, numpy
 from trackstore import open_store
 src, sid, db = sys.argv[1], int(sys.argv[2]), sys.argv[3]
