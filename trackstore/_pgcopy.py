@@ -118,7 +118,9 @@ def _rows(columns: list[Column]) -> list[memoryview]:
             if what is not None and not isinstance(what, str):
                 template[f"v{i}"] = what
         rec = np.empty(count, dtype=dtype)
-        rec[...] = template[0]
+        # repeated as raw bytes: a structured-scalar assignment walks the fields row by row (10x slower,
+        # 0.7 s of the client's CPU per 9.4 M links, taken from the server on a 2-core machine)
+        rec.view(np.uint8).reshape(count, dtype.itemsize)[:] = template.view(np.uint8)
         for i, _length, what in fill:
             if isinstance(what, str):  # "values"
                 v = columns[i].values
