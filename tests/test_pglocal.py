@@ -40,11 +40,32 @@ def test_cleanup_stops_the_restarted_server(tmp_path):
         assert srv.get_pid() == pid
         engine = sa.create_engine(url)
         with engine.connect() as c:
-            slots = c.exec_driver_sql("SHOW max_prepared_transactions").scalar()
-        assert slots == str(pglocal.MAX_PREPARED_TRANSACTIONS)
+            shown = {k: c.exec_driver_sql(f"SHOW {k}").scalar() for k in pglocal.SETTINGS}
+        assert shown["max_prepared_transactions"] == str(pglocal.MAX_PREPARED_TRANSACTIONS)
+        assert shown == pglocal.SETTINGS
         engine.dispose()
         assert _running(pid)
     finally:
         srv.cleanup()
     assert not _running(pid)
+    assert not pgdata.exists()
+
+
+def test_settings_can_be_left_at_the_defaults_and_are_applied_on_reuse(tmp_path):
+    """settings={} keeps PostgreSQL's defaults; a later start() on the same folder applies SETTINGS."""
+    pytest.importorskip("pgserver", reason="the postgres extra is not installed")
+    from trackstore import pglocal
+
+    pgdata = tmp_path / "pg"
+    srv, _ = pglocal.start(pgdata, settings={}, cleanup_mode="stop")
+    try:
+        assert srv.psql("SHOW max_prepared_transactions;").split()[2] == "0"
+        assert srv.psql("SHOW max_wal_size;").split()[2] == "1GB"
+    finally:
+        srv.cleanup()
+    srv, _ = pglocal.start(pgdata)
+    try:
+        assert {k: srv.psql(f"SHOW {k};").split()[2] for k in pglocal.SETTINGS} == pglocal.SETTINGS
+    finally:
+        srv.cleanup()
     assert not pgdata.exists()
