@@ -3,10 +3,12 @@
 1. Ingest of the synthetic 10 M-position idtracker.ai session (see bench_idtrackerai.py) into
    PostgreSQL vs the floor: a bare psycopg ``COPY positions ... FROM STDIN (FORMAT BINARY)`` of the
    same observed positions (``set_types`` + ``write_row``), into a table of the same shape.
-   Target: <= 1.5x the floor.
+   Target: <= 1.5x the floor. Both run on the same server, each from a checkpointed server with
+   the page cache written out, in alternating order; measured twice: on a server with the settings
+   the README recommends (``pglocal.SETTINGS``) and on one with PostgreSQL's default WAL settings.
 2. The cross-session speed query (mean speed per animal over 100 sessions) on PostgreSQL vs DuckDB.
 
-The server is PostgreSQL 16 from the ``pgserver`` package (the ``postgres`` extra), started here
+The servers are PostgreSQL 16 from the ``pgserver`` package (the ``postgres`` extra), started here
 in a temporary folder and removed afterwards; no system service is needed.
 
 Run:  python benchmarks/bench_postgres.py [--quick]
@@ -105,35 +107,53 @@ def server_cpu(pgdata: Path) -> float:
     return total / tick
 
 
-def measured(pgdata: Path, code: str, *args: str) -> dict:
-    """``run_child`` plus the server CPU seconds spent while it ran."""
-    c0 = server_cpu(pgdata)
+def wal_lsn(base: str) -> int:
+    """The server's current WAL position, in bytes."""
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as con:
+        return int(con.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])
+
+
+def measured(srv, code: str, *args: str) -> dict:
+    """``run_child`` from a quiet server (checkpointed, page cache written out, as every run is),
+    plus the server CPU seconds and the WAL bytes written while it ran."""
+    import psycopg
+
+    base = srv.get_uri()
+    with psycopg.connect(base, autocommit=True) as con:
+        con.execute("CHECKPOINT")
+    os.sync()
+    c0, w0 = server_cpu(srv.pgdata), wal_lsn(base)
     r = run_child(code, *args)
-    r["server_cpu"] = server_cpu(pgdata) - c0
+    r["server_cpu"], r["wal_gb"] = server_cpu(srv.pgdata) - c0, (wal_lsn(base) - w0) / 1e9
     return r
 
 
-def main() -> None:
-    a, wd, big, many = inputs(__doc__)
+def ingest_vs_floor(big: Path, tmp: Path, settings: dict[str, str] | None, label: str) -> None:
+    """Section 1 on a server of its own started with ``settings`` (None: pglocal.SETTINGS)."""
+    import psycopg
 
     from trackstore import pglocal
 
-    tmp = Path(tempfile.mkdtemp(prefix="trackstore-pg-"))
-    srv, url = pglocal.start(tmp / "pg")  # prepared transactions on: links copied on a second connection
+    srv, url = pglocal.start(tmp / "pg-floor", settings=settings)
     try:
         base = srv.get_uri()
-        print(f"\n1. Ingest into PostgreSQL 16 (pgserver): {a.frames:,} frames x {a.animals} animals; "
-              f"{REPEAT} runs each, interleaved, the best of each compared")
-        import psycopg
-
+        print(f"\n  {label}:")
         floors, ours_runs = [], []
-        for i in range(REPEAT):  # each run into a database of its own (the same content is not stored twice)
+        for i in range(REPEAT):  # each pair into databases of their own, dropped afterwards
             with psycopg.connect(base, autocommit=True) as con:
                 con.execute(f"CREATE DATABASE floor{i}")
                 con.execute(f"CREATE DATABASE ingest{i}")
-            floors.append(measured(srv.pgdata, FLOOR, str(big), pglocal.database_url(base, f"floor{i}")))
             run_child(UPGRADE, pglocal.database_url(url, f"ingest{i}"))  # not part of the ingest measured
-            ours_runs.append(measured(srv.pgdata, INGEST, str(big), pglocal.database_url(url, f"ingest{i}")))
+            for which in (("floor", "ingest") if i % 2 == 0 else ("ingest", "floor")):  # neither always first
+                if which == "floor":
+                    floors.append(measured(srv, FLOOR, str(big), pglocal.database_url(base, f"floor{i}")))
+                else:
+                    ours_runs.append(measured(srv, INGEST, str(big), pglocal.database_url(url, f"ingest{i}")))
+            with psycopg.connect(base, autocommit=True) as con:
+                con.execute(f"DROP DATABASE floor{i}")
+                con.execute(f"DROP DATABASE ingest{i}")
         floor = min(floors, key=lambda r: r["seconds"])
         ours = min(ours_runs, key=lambda r: r["seconds"])
         row("floor: bare psycopg binary COPY of the same positions", f"{floor['seconds']:.2f} s "
@@ -147,17 +167,48 @@ def main() -> None:
         row("server CPU per run (all its processes): floor / trackstore",
             f"{floor['server_cpu']:.1f} s / {ours['server_cpu']:.1f} s = "
             f"{ours['server_cpu'] / floor['server_cpu']:.2f}x (2 cores here)")
+        row("WAL written per run: floor / trackstore", f"{floor['wal_gb']:.2f} GB / {ours['wal_gb']:.2f} GB")
+    finally:
+        srv.cleanup()
 
-        print(f"\n2. Mean speed per animal across {a.sessions} sessions: PostgreSQL vs DuckDB")
-        duck = tmp / "many.duckdb"
-        ing = run_child(r"""
+
+def main() -> None:
+    a, wd, big, many = inputs(__doc__)
+
+    from trackstore import pglocal
+
+    tmp = Path(tempfile.mkdtemp(prefix="trackstore-pg-"))
+    try:
+        print(f"\n1. Ingest into PostgreSQL 16 (pgserver): {a.frames:,} frames x {a.animals} animals; "
+              f"{REPEAT} runs each, interleaved, each from a checkpointed server, the best of each compared")
+        ingest_vs_floor(big, tmp, None, "the server as the README recommends (pglocal.SETTINGS: "
+                        + ", ".join(f"{k}={v}" for k, v in pglocal.SETTINGS.items()) + ")")
+        ingest_vs_floor(big, tmp, {"max_prepared_transactions": pglocal.SETTINGS["max_prepared_transactions"]},
+                        "the same with PostgreSQL's default WAL settings (max_wal_size=1GB, checkpoint_timeout=5min, "
+                        "wal_buffers=4MB)")
+        speed_query(a.sessions, many, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def speed_query(sessions: int, many: Path, tmp: Path) -> None:
+    """Section 2: the sessions copied from a DuckDB file into a server, the same SQL on both."""
+    import psycopg
+
+    from trackstore import pglocal
+
+    print(f"\n2. Mean speed per animal across {sessions} sessions: PostgreSQL vs DuckDB")
+    duck = tmp / "many.duckdb"
+    ing = run_child(r"""
 from trackstore import open_store, ingest
 with open_store(sys.argv[1]) as s:
     ingest(s, [sys.argv[2]])
 print(json.dumps({}))
 """, str(duck), str(many))
-        assert ing == {}
-        with psycopg.connect(base, autocommit=True) as con:  # a database holding only these sessions
+    assert ing == {}
+    srv, url = pglocal.start(tmp / "pg")
+    try:
+        with psycopg.connect(srv.get_uri(), autocommit=True) as con:  # a database holding only these sessions
             con.execute("CREATE DATABASE speed")
         url = pglocal.database_url(url, "speed")
         cp = run_child(COPY_MANY, str(duck), url)
@@ -169,7 +220,6 @@ print(json.dumps({}))
         row("PostgreSQL / DuckDB", f"{pg['seconds'] / dk['seconds']:.1f}x")
     finally:
         srv.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
