@@ -73,3 +73,12 @@ def test_docs_demo_command_is_one_line_using_shipped_data():
     assert "\n" not in demo and "tests/data/" in demo
     path = re.search(r"ingest (\S+)", demo).group(1)
     assert (ROOT / path).is_dir()
+
+
+def test_docs_server_settings_are_the_ones_pglocal_starts_with():
+    """The README's ALTER SYSTEM block names exactly pglocal.SETTINGS, with the same values."""
+    from trackstore import pglocal
+
+    block = re.search(r"\*\*Server settings\.\*\*.*?```sql\n(.*?)```", README, re.S).group(1)
+    documented = dict(re.findall(r"ALTER SYSTEM SET (\w+) = '?([^';]+)'?;", block))
+    assert documented == pglocal.SETTINGS
