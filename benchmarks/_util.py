@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +23,12 @@ PRELUDE = (
 )
 
 
-def run_child(code: str, *args: str) -> dict:
-    """Run ``PRELUDE + code`` in a fresh Python (cold imports, own memory); return the JSON it prints last."""
-    p = subprocess.run([sys.executable, "-c", PRELUDE + code, *args], capture_output=True, text=True, cwd=ROOT)
+def run_child(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``PRELUDE + code`` in a fresh Python (cold imports, own memory); return the JSON it prints last.
+
+    ``env`` adds variables to the child's environment."""
+    p = subprocess.run([sys.executable, "-c", PRELUDE + code, *args], capture_output=True, text=True, cwd=ROOT,
+                       env=None if env is None else {**os.environ, **env})
     if p.returncode != 0:
         raise RuntimeError(f"benchmark step failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
