@@ -28,7 +28,7 @@ MAX_PREPARED_TRANSACTIONS = 16
 #: Database"): the ingest of a 9.5 M-position session writes 1.6 GB of WAL (positions and links),
 #: so with the default max_wal_size (1 GB) a checkpoint lands in the middle of it, which a
 #: positions-only COPY (0.6 GB) never meets; and with 4 MB of WAL buffers (the default for 128 MB
-#: of shared buffers) its two connections wait on WAL writes. 8.5 s instead of 7.4 s on the
+#: of shared buffers) its two connections wait on WAL writes. 8.5 s instead of 7.4–7.6 s on the
 #: development machine (bench_postgres.py measures both).
 SETTINGS: dict[str, str] = {
     "max_prepared_transactions": str(MAX_PREPARED_TRANSACTIONS),
