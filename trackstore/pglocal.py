@@ -23,7 +23,7 @@ from typing import Any
 #: Prepared-transaction slots: one per concurrent large ingest (PostgreSQL's default is 0).
 MAX_PREPARED_TRANSACTIONS = 16
 
-#: The server settings trackstore recommends (README, "PostgreSQL server settings"), spelled as
+#: The server settings trackstore recommends (README, "Server settings"), spelled as
 #: ``SHOW`` prints them. The WAL ones follow PostgreSQL's advice for bulk loads ("Populating a
 #: Database"): the ingest of a 9.5 M-position session writes 1.6 GB of WAL (positions and links),
 #: so with the default max_wal_size (1 GB) a checkpoint lands in the middle of it, which a
