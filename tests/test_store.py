@@ -254,7 +254,7 @@ def test_pgcopy_rows_decode_to_the_columns():
     cols = [Column(a, "int8"), Column(x, "float8", np.isnan(x)), Column(k, "int4", k < -3),
             Column(c, "text", None, cats), Column(flag, "bool")]
     want = [(int(a[i]), None if np.isnan(x[i]) else float(x[i]), None if k[i] < -3 else int(k[i]),
-                   cats[c[i]].encode(), bool(flag[i])) for i in range(n)]
+             cats[c[i]].encode(), bool(flag[i])) for i in range(n)]
     got = []
     for r in _rows(_pgcopy.payload(cols)):
         (nf,), j, vals = struct.unpack(">h", r[:2]), 2, []

@@ -44,7 +44,7 @@ def start(pgdata: str | Path, *, cleanup_mode: str = "delete",
 
     ``server.cleanup()`` stops it; with ``cleanup_mode="delete"`` it also deletes ``pgdata``.
     ``settings`` (default :data:`SETTINGS`) are set with ``ALTER SYSTEM`` and a restart when the
-    running server differs; ``{}`` leaves PostgreSQL's defaults.
+    running server differs; ``{}`` changes nothing (a new folder keeps PostgreSQL's defaults).
     """
     import pgserver
     from pgserver import _commands
