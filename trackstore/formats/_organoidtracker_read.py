@@ -157,40 +157,53 @@ def _xyz(coords: list, where: str, path) -> np.ndarray:
 
 def _bits(a: np.ndarray) -> np.ndarray:
     """Float bits as uint64, with -0.0 as 0.0 and every NaN alike (so equal values have equal bits)."""
-    a = np.where(a == 0.0, 0.0, a)
-    b = a.view(np.uint64).copy()
+    b = np.where(a == 0.0, 0.0, a).view(np.uint64)  # a new array: set the NaN bits in place
     b[np.isnan(a)] = np.uint64(0x7FF8000000000000)
     return b
 
 
-class _Keys:
-    """Exact identity of positions: (frame, x, y, z) as four uint64 columns."""
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise equality of floats as keys: -0.0 equals 0.0 and NaN equals NaN (as :func:`_bits`)."""
+    eq = a == b
+    both_nan = np.isnan(a)
+    both_nan &= np.isnan(b)
+    eq |= both_nan
+    return eq
 
-    def __init__(self, frame: np.ndarray, xyz: np.ndarray):
-        self.cols = [np.asarray(frame, dtype=np.int64).view(np.uint64)] + \
-                    [_bits(np.ascontiguousarray(xyz[:, j])) for j in range(3)]
+
+class _Keys:
+    """Exact identity of positions, (frame, x, y, z): views of the caller's columns, not copies.
+
+    The float bits are only built to hash (:func:`_bits`, a column at a time); equality compares
+    the values themselves, with the same meaning.
+    """
+
+    def __init__(self, frame: np.ndarray, xyz):
+        self.frame = np.asarray(frame, dtype=np.int64)
+        self.xyz = [xyz[:, j] for j in range(3)] if isinstance(xyz, np.ndarray) else list(xyz)
 
     def __len__(self) -> int:
-        return len(self.cols[0])
+        return len(self.frame)
 
     def hash(self) -> np.ndarray:
         h = np.full(len(self), 0x9E3779B97F4A7C15, dtype=np.uint64)
-        for c in self.cols:
-            h ^= c
+        for c in [self.frame.view(np.uint64), *self.xyz]:
+            h ^= c if c.dtype == np.uint64 else _bits(c)
             h *= np.uint64(0xBF58476D1CE4E5B9)
             h ^= h >> np.uint64(31)
         return h
 
     def equal(self, i: np.ndarray, other: _Keys, j: np.ndarray) -> np.ndarray:
-        out = np.ones(len(i), dtype=bool)
-        for a, b in zip(self.cols, other.cols):
-            out &= a[i] == b[j]
+        out = self.frame[i] == other.frame[j]
+        for a, b in zip(self.xyz, other.xyz):
+            out &= _same(a[i], b[j])
         return out
 
     def take(self, i: np.ndarray) -> _Keys:
-        k = object.__new__(_Keys)
-        k.cols = [c[i] for c in self.cols]
-        return k
+        return _Keys(self.frame[i], [c[i] for c in self.xyz])
+
+    def row(self, i: int) -> tuple[int, list[float]]:
+        return int(self.frame[i]), [float(c[i]) for c in self.xyz]
 
 
 class _Index:
@@ -245,6 +258,13 @@ def _new_positions(miss: np.ndarray, keys: _Keys) -> tuple[np.ndarray, np.ndarra
     rank = np.full(len(miss), -1, dtype=np.int64)
     rank[firsts] = np.arange(len(firsts))
     return rank[first], firsts
+
+
+def _columns(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Runs of (n, 3) coordinates as three contiguous columns x, y, z (empties the list as it goes)."""
+    cols = [np.concatenate([a[:, j] for a in parts]) if parts else np.empty(0) for j in range(3)]
+    parts.clear()
+    return cols
 
 
 def _fmt_xyz(xyz) -> str:
@@ -312,17 +332,26 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
         del run_coords, run
         _flush(p.pos_meta)
     pf = np.repeat(np.asarray(frames, dtype=np.int64), counts)
-    pxyz = np.concatenate(p.pos_xyz) if p.pos_xyz else np.empty((0, 3))
-    p.pos_xyz = []
+    pcols = _columns(p.pos_xyz)
+    del frames, counts
+    n_list = len(pf)
+    # each run of track coordinates is matched to the listed positions as it is parsed: only the
+    # position ids are kept (track coordinates found in no listed position are kept aside)
+    listed = _Index(_Keys(pf, pcols))
+    pidx_l: list[np.ndarray] = []
+    miss_at: list[np.ndarray] = []
+    miss_frame: list[np.ndarray] = []
+    miss_xyz: list[np.ndarray] = []
+    n_tp = 0
 
     starts: list[int] = []
     lens: list[int] = []
-    t_xyz: list[np.ndarray] = []
     link_meta: dict[str, _Column] = {}
     before: list[tuple[int, list, Any]] = []
     lineage: list[tuple[int, dict]] = []
     n_intra = 0
     ti = 0
+    t_run = 0  # the first track of the run
     dropped = 0
     for run in doc.elements("tracks"):
         run_coords = []
@@ -363,44 +392,63 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
                     raise ParseError(f"tracks[{ti}].lineage_meta is not an object", path=path)
                 lineage.append((ti, lin))
             ti += 1
-        t_xyz.append(_xyz(run_coords, "tracks", path))
+        # the run's coordinates: the time point of each, then the listed position it is
+        a = _xyz(run_coords, "tracks", path)
         del run_coords, run
+        run_lens = np.asarray(lens[t_run:], dtype=np.int64)
+        run_first = np.cumsum(run_lens) - run_lens
+        tf = np.repeat(np.asarray(starts[t_run:], dtype=np.int64) - run_first, run_lens)
+        tf += np.arange(len(tf))
+        found = listed.find(_Keys(tf, a))
+        miss = np.flatnonzero(found < 0)
+        if len(miss):
+            miss_at.append(n_tp + miss)
+            miss_frame.append(tf[miss])
+            miss_xyz.append(a[miss])
+        pidx_l.append(found)
+        n_tp += len(found)
+        t_run = ti
+        del a, tf, found
         _flush(link_meta)
     doc.release()
-    txyz = np.concatenate(t_xyz) if t_xyz else np.empty((0, 3))
-    del t_xyz
-    n_list = len(pf)
+    pidx = np.concatenate(pidx_l) if pidx_l else np.empty(0, np.int64)
+    del pidx_l
     lens_a = np.asarray(lens, dtype=np.int64)
     n_tracks = len(lens_a)
-    ttrack = np.repeat(np.arange(n_tracks, dtype=np.int64), lens_a)
-    first = (np.concatenate([[0], np.cumsum(lens_a)[:-1]]).astype(np.int64) if n_tracks
-             else np.empty(0, np.int64))
+    first = np.cumsum(lens_a) - lens_a
     last = first + lens_a - 1
-    tf = np.repeat(np.asarray(starts, dtype=np.int64) - first, lens_a) + np.arange(len(ttrack))
 
-    # positions of the tracks: the listed position with the same (t, x, y, z), or a new one
-    tkeys = _Keys(tf, txyz)
-    pidx = _Index(_Keys(pf, pxyz)).find(tkeys)
-    miss = np.flatnonzero(pidx < 0)
-    extra = np.empty(0, np.int64)
-    if len(miss):
-        rank, firsts = _new_positions(miss, tkeys)
-        pidx[miss] = n_list + rank
-        extra = miss[firsts]
-    n_pos = n_list + len(extra)
+    # track positions in no listed position become new positions (the same one where they repeat)
+    frame, xyz = pf, pcols
+    if miss_at:
+        at = np.concatenate(miss_at)
+        mkeys = _Keys(np.concatenate(miss_frame), _columns(miss_xyz))
+        rank, firsts = _new_positions(np.arange(len(at)), mkeys)
+        pidx[at] = n_list + rank
+        frame = np.concatenate([pf, mkeys.frame[firsts]])
+        xyz = [np.concatenate([c, m[firsts]]) for c, m in zip(pcols, mkeys.xyz)]
+        extras = mkeys.take(firsts)
+        del at, mkeys, rank, firsts
+    else:
+        extras = None
+    del miss_at, miss_frame, miss_xyz
+    n_pos = len(frame)
     used = np.bincount(pidx, minlength=n_pos) if len(pidx) else np.zeros(n_pos, np.int64)
     if (used > 1).any():
         q = int(np.flatnonzero(used > 1)[0])
         ks = np.flatnonzero(pidx == q)
-        tt = sorted({int(ttrack[k]) for k in ks})
-        raise ParseError(f"the position at time point {int(tf[ks[0]])} {_fmt_xyz(txyz[ks[0]])} is in more than "
-                         f"one place of the tracks (tracks[{tt[0]}] and tracks[{tt[-1]}])", path=path)
+        tt = np.searchsorted(first, ks, side="right") - 1
+        raise ParseError(f"the position at time point {int(frame[q])} {_fmt_xyz([c[q] for c in xyz])} is in more "
+                         f"than one place of the tracks (tracks[{int(tt[0])}] and tracks[{int(tt[-1])}])", path=path)
     del used
     track_of_pos = np.full(n_pos, -1, dtype=np.int64)
-    track_of_pos[pidx] = ttrack
-    k_intra = np.flatnonzero(ttrack[1:] == ttrack[:-1]) if len(ttrack) > 1 else np.empty(0, np.int64)
-    src = [pidx[k_intra]]
-    dst = [pidx[k_intra + 1]]
+    track_of_pos[pidx] = np.repeat(np.arange(n_tracks, dtype=np.int64), lens_a)
+    intra = np.ones(n_tp, dtype=bool)  # every track position but a track's last links to the next
+    intra[last] = False
+    src = [pidx[intra]]
+    dst = [pidx[1:][intra[:-1]]]
+    n_intra_links = len(src[0])
+    del intra
 
     # parent references: exact first, then within OrganoidTracker's tolerance; must be a track's last position
     lmb_cols: dict[str, _Column] = {}
@@ -417,17 +465,30 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
                 q_track.append(ti_)
         qf = np.asarray(q_frame, dtype=np.int64)
         qx = _xyz(q_xyz, "coords_xyz_px_before", path)
-        k = _Index(tkeys).find(_Keys(qf, qx))
+        qkeys = _Keys(qf, qx)
+        at = listed.find(qkeys)  # the position, then its place in the tracks (-1: in no track)
+        if extras is not None and (at < 0).any():
+            m = np.flatnonzero(at < 0)
+            e = _Index(extras).find(qkeys.take(m))
+            at[m[e >= 0]] = n_list + e[e >= 0]
+        place = np.full(n_pos, -1, dtype=np.int64)
+        place[pidx] = np.arange(n_tp)
+        k = np.where(at >= 0, place[at], -1)
+        del place, at
         inexact = np.flatnonzero(k < 0)
         if len(inexact):
+            tf = frame[pidx]
+            txyz = np.column_stack([c[pidx] for c in xyz])
             by_t = np.argsort(tf, kind="stable")
             tf_sorted = tf[by_t]
             for j in inexact:
                 k[j] = _near(by_t, tf_sorted, txyz, int(qf[j]), qx[j], tolerance, int(q_track[j]), starts, path)
-        mid = k != last[ttrack[k]]
+            del tf, txyz, by_t, tf_sorted
+        ttrack_k = track_of_pos[pidx[k]]
+        mid = k != last[ttrack_k]
         if mid.any():
             j = int(np.flatnonzero(mid)[0])
-            tr = int(ttrack[k[j]])
+            tr = int(ttrack_k[j])
             raise ParseError(f"tracks[{q_track[j]}] (starting at time point {starts[q_track[j]]}) continues from "
                              f"{_fmt_xyz(qx[j])} at time point {int(qf[j])}, which is in the middle of tracks[{tr}] "
                              f"(time points {starts[tr]}..{starts[tr] + lens[tr] - 1}), not its last position",
@@ -462,10 +523,11 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
     target = np.concatenate(dst).astype(np.int64)
 
     # lineages: connected families of tracks
-    child_track = track_of_pos[target[len(k_intra):]]
-    lineage_of_track = _families(n_tracks, track_of_pos[source[len(k_intra):]], child_track)
+    child_track = track_of_pos[target[n_intra_links:]]
+    lineage_of_track = _families(n_tracks, track_of_pos[source[n_intra_links:]], child_track)
 
-    t = _start_tables(p, path, np.concatenate([pf, tf[extra]]), np.concatenate([pxyz, txyz[extra]]))
+    t = _start_tables(p, path, frame, xyz)
+    del frame, xyz, pf, pcols, listed
     t.positions["track_id"] = track_of_pos
     t.links = {"source_id": source, "target_id": target}
     t.tracks = _track_columns(n_tracks, lineage_of_track)
@@ -475,8 +537,8 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
         blocks.append(MetaBlock.scalar("session", NS + "link_meta_before_trailing_null", True))
     for k, col in p.pos_meta.items():
         _append(blocks, col.block("position", k))
-    if len(extra):
-        blocks.append(MetaBlock("position", NS + "not_in_positions", np.ones(len(extra), bool),
+    if n_pos > n_list:
+        blocks.append(MetaBlock("position", NS + "not_in_positions", np.ones(n_pos - n_list, bool),
                                 np.arange(n_list, n_pos)))
     # link metadata: link_meta (links inside tracks) and link_meta_before (links to parents), one key each
     for key in dict.fromkeys([*link_meta, *lmb_cols]):
@@ -602,8 +664,9 @@ def _start_tables(p: _Parsed, path, frame: np.ndarray, xyz: np.ndarray) -> Track
         time = frames.astype(np.float64)
     t = TrackTables(session=info)
     t.frames = {"frame": frames.astype(np.int64), "time": np.asarray(time, dtype=np.float64)}
-    t.positions = {"frame": frame.astype(np.int64), "x": np.ascontiguousarray(xyz[:, 0]),
-                   "y": np.ascontiguousarray(xyz[:, 1]), "z": np.ascontiguousarray(xyz[:, 2])}
+    cols = [xyz[:, j] for j in range(3)] if isinstance(xyz, np.ndarray) else xyz
+    t.positions = {"frame": np.asarray(frame, dtype=np.int64),
+                   **{k: np.ascontiguousarray(c, dtype=np.float64) for k, c in zip("xyz", cols)}}
     return t
 
 
@@ -734,7 +797,8 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
     del nodes, ls, ld
     qkeys = _Keys(all_frame, all_xyz)
     pkeys = _Keys(pf, pxyz)
-    if n_nodes == n_list and n_nodes and all(np.array_equal(a[:n_nodes], b) for a, b in zip(qkeys.cols, pkeys.cols)):
+    everything = slice(None)
+    if n_nodes == n_list and n_nodes and bool(qkeys.take(slice(0, n_nodes)).equal(everything, pkeys, everything).all()):
         # the usual v1 file: one node per listed position, in the same order
         idx = np.concatenate([np.arange(n_nodes, dtype=np.int64),
                               _Index(pkeys).find(qkeys.take(np.arange(n_nodes, len(all_frame))))])
