@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 import warnings
 from pathlib import Path
@@ -287,13 +288,69 @@ def test_organoidtracker_runs_match_a_whole_document_parse(monkeypatch):
 
     for name in ("tiny_v1.aut", "small_v2.aut", "Fluo-N3DH-CE_01_GT.t0-39.aut", "E482-AZ-pos3.t60.aut"):
         whole = ot.read(DATA / name)
-        seen.clear()
-        with monkeypatch.context() as m:
-            m.setattr(oj, "CHUNK_BYTES", 200)
-            m.setattr(oj, "_parse_split", spy)
-            runs = ot.read(DATA / name)
-        assert seen and seen[0] > 1, name  # it was really cut into runs
-        assert compare_tables(whole, runs) == [], name
+        for window, edge in ((1 << 16, 4096), (64, 16)):  # the cuts are searched in windows of the file
+            seen.clear()
+            with monkeypatch.context() as m:
+                m.setattr(oj, "CHUNK_BYTES", 200)
+                m.setattr(oj, "_parse_split", spy)
+                m.setattr(oj._File, "WINDOW", window)
+                m.setattr(oj._File, "EDGE", edge)
+                runs = ot.read(DATA / name)
+            assert seen and seen[0] > 1, name  # it was really cut into runs
+            assert compare_tables(whole, runs) == [], (name, window)
+
+
+def test_file_search_finds_a_match_across_window_edges(tmp_path, monkeypatch):
+    monkeypatch.setattr(oj._File, "WINDOW", 32)
+    monkeypatch.setattr(oj._File, "EDGE", 8)
+    path = tmp_path / "f.json"
+    path.write_bytes(b"x" * 29 + b'"tracks"   :   [ ' + b"y" * 100 + b'"tracks":[')
+    f = oj._File(path)
+    try:
+        pat = re.compile(rb'"tracks"\s*:\s*\[\s*')
+        m, at = f.search(pat, 0)
+        assert (at + m.start(), at + m.end()) == (29, 46)  # whole, though it starts 3 bytes before an edge
+        m, at = f.search(pat, 30)
+        assert at + m.start() == 146
+        assert f.search(pat, 147) is None
+        assert bytes(f.read(140, 10_000)) == b"yyyyyy" + b'"tracks":['
+    finally:
+        f.close()
+
+
+def test_an_escaped_quote_in_a_run_falls_back_to_a_whole_parse(tmp_path, monkeypatch):
+    """A run holding an escaped quote cannot be trusted (a string could hide a cut): one whole parse."""
+    d = load_json(DATA / "small_v2.aut")
+    d["positions"][2]["position_meta"]["note"] = ['say "hi"'] + [None] * (len(d["positions"][2]["coords_xyz_px"]) - 1)
+    path = tmp_path / "quoted.aut"
+    path.write_text(json.dumps(d, separators=(",", ":")))
+    whole_calls = []
+    real = oj.Document
+
+    def doc(*a, **k):
+        if not k.get("runs"):
+            whole_calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(oj, "CHUNK_BYTES", 100)
+    monkeypatch.setattr(oj, "Document", doc)
+    t = ot.read(path)
+    assert whole_calls  # the runs were given up for one parse of the whole document
+    assert t.meta("position", "note").values.tolist() == ['say "hi"']
+    assert shape(t) == shape(ot.read(DATA / "small_v2.aut"))
+
+
+def test_the_file_is_closed_after_a_bad_run(tmp_path, monkeypatch):
+    fds = Path("/proc/self/fd")
+    d = load_json(DATA / "small_v2.aut")
+    d["tracks"][3]["coords_xyz_px"] = []
+    path = tmp_path / "bad.aut"
+    path.write_text(json.dumps(d, separators=(",", ":")))
+    monkeypatch.setattr(oj, "CHUNK_BYTES", 100)
+    before = len(list(fds.iterdir()))
+    with pytest.raises(ParseError, match=r"tracks\[3\].*has no coords_xyz_px"):
+        ot.read(path)
+    assert len(list(fds.iterdir())) == before
 
 
 def test_organoidtracker_stdlib_spelling_read_in_runs(tmp_path, monkeypatch):
@@ -629,3 +686,33 @@ def test_organoidtracker_trailing_null_like_organoidtrackers_writer(tmp_path):
     write_quietly(ot.read(DATA / "tiny_v2.aut"), tmp_path / "o.aut", trailing_null=True)
     ours = parents(tmp_path / "o.aut")
     assert ours == parents(DATA / "tiny_v2.resaved_by_organoidtracker.aut") and any(ours.values())
+
+
+def _v2(tmp_path, positions, tracks, name="t.aut"):
+    path = tmp_path / name
+    path.write_text(json.dumps({"version": "v2", "positions": positions, "tracks": tracks}))
+    return path
+
+
+def test_a_parent_that_is_only_in_the_tracks_is_found(tmp_path):
+    """A track's last position missing from ``positions`` is still a parent its children can name."""
+    positions = [{"time_point": 0, "coords_xyz_px": [[1.0, 1.0, 0.0]]}]  # time point 1 is not listed
+    tracks = [{"time_point_start": 0, "coords_xyz_px": [[1.0, 1.0, 0.0], [2.0, 2.0, 0.0]]},
+              {"time_point_start": 2, "coords_xyz_px": [[3.0, 3.0, 0.0]], "coords_xyz_px_before": [[2.0, 2.0, 0.0]]},
+              {"time_point_start": 2, "coords_xyz_px": [[4.0, 4.0, 0.0]], "coords_xyz_px_before": [[2.0, 2.0, 0.0]]}]
+    t = ot.read(_v2(tmp_path, positions, tracks))
+    t.validate()
+    pos = list(zip(t.positions["frame"].tolist(), t.positions["x"].tolist()))
+    assert pos == [(0, 1.0), (1, 2.0), (2, 3.0), (2, 4.0)]
+    assert t.meta("position", "organoidtracker.not_in_positions").owners.tolist() == [1, 2, 3]
+    assert sorted(zip(t.links["source_id"].tolist(), t.links["target_id"].tolist())) == [(0, 1), (1, 2), (1, 3)]
+
+
+def test_a_position_in_two_tracks_is_an_error(tmp_path):
+    positions = [{"time_point": 0, "coords_xyz_px": [[1.0, 1.0, 0.0], [5.0, 5.0, 0.0]]}]
+    tracks = [{"time_point_start": 0, "coords_xyz_px": [[5.0, 5.0, 0.0]]},
+              {"time_point_start": 0, "coords_xyz_px": [[1.0, 1.0, 0.0]]},
+              {"time_point_start": 0, "coords_xyz_px": [[5.0, 5.0, -0.0]]}]
+    with pytest.raises(ParseError, match=r"time point 0 \[5.0, 5.0, 0.0\] is in more than one place of the tracks "
+                                         r"\(tracks\[0\] and tracks\[2\]\)"):
+        ot.read(_v2(tmp_path, positions, tracks))

@@ -12,8 +12,13 @@ so the ``"`` before the key must open a string and the match lies outside string
 deeper than the array's own elements leaves a run with unbalanced brackets, which fails to parse.
 The rest of the document (the "skeleton": top-level keys, the final run of each array) is parsed
 with a sentinel string in place of each removed run; the sentinel must then sit first in the arrays
-we meant to cut. Any doubt (a parse error, a misplaced sentinel) falls back to parsing the whole
-document at once, so the pieces are an optimisation, never a different reading.
+we meant to cut. Any doubt (a parse error, a misplaced sentinel, an escaped quote in any piece)
+falls back to parsing the whole document at once, so the pieces are an optimisation, never a
+different reading.
+
+The file is not read whole for the pieces: the cuts are found by searching small windows of it,
+and each run's bytes are read when the run is parsed, so only one run's bytes are in memory at a
+time (a 36 MB file held whole was a third of the reader's peak).
 
 orjson is used when installed; files that only the standard library reads (bare ``NaN`` /
 ``Infinity`` tokens, written by OrganoidTracker without orjson) are parsed with :mod:`json`.
@@ -68,6 +73,52 @@ def gc_paused():
             gc.enable()
 
 
+class _File:
+    """Random access to a file's bytes by offset (``os.pread``), with regular-expression search."""
+
+    #: Bytes read per search window at first (doubled while nothing is found, up to 16 MB).
+    WINDOW = 1 << 16
+    #: A match ending this close to the end of a window may be cut short: the window grows instead.
+    EDGE = 4096
+
+    def __init__(self, path: Path):
+        self.f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.fd = self.f.fileno()
+        self.size = os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        self.f.close()
+
+    def read(self, start: int, end: int) -> bytearray:
+        """Bytes ``[start, end)`` (fewer only if the file shrank)."""
+        buf = bytearray(max(end - start, 0))
+        view, got = memoryview(buf), 0
+        while got < len(buf):
+            n = os.preadv(self.fd, [view[got:]], start + got)
+            if n <= 0:
+                del view
+                del buf[got:]
+                break
+            got += n
+        return buf
+
+    def search(self, pattern: re.Pattern, pos: int) -> tuple[re.Match, int] | None:
+        """The first match at or after ``pos``: ``(match, offset of the match's buffer)``, or None."""
+        window = self.WINDOW
+        while pos < self.size:
+            end = min(pos + window, self.size)
+            buf = self.read(pos, end)
+            m = pattern.search(buf)
+            if m is not None and (end == self.size or m.end() <= len(buf) - self.EDGE):
+                return m, pos
+            if end == self.size:
+                return None
+            if m is None:  # go on, keeping an overlap for a match across the window's end
+                pos = end - self.EDGE
+            window = min(window * 2, 1 << 24)
+        return None
+
+
 @dataclass
 class Document:
     """A parsed ``.aut`` document whose big arrays are handed out in runs.
@@ -76,19 +127,21 @@ class Document:
         top: The document, with each split array holding :data:`SENTINEL` followed by its last
             elements (use :meth:`elements` to walk a split array whole).
         runs: ``{path: [(start, end), ...]}`` byte ranges of the runs removed from each array.
-        raw: The file's bytes (kept until every run was parsed).
+        source: The open file the runs are read from (closed by :meth:`release`).
         loads: The parser that read the skeleton (the runs use the same).
     """
 
     top: Any
     runs: dict[tuple[str, ...], list[tuple[int, int]]] = field(default_factory=dict)
-    raw: bytearray = field(default_factory=bytearray)
+    source: _File | None = None
     loads: Callable[[bytes], Any] = _loads_std
     path: str = ""
 
     def release(self) -> None:
-        """Drop the file's bytes (call once every split array was walked)."""
-        self.raw = bytearray()
+        """Close the file (call once every split array was walked)."""
+        if self.source is not None:
+            self.source.close()
+            self.source = None
 
     def elements(self, *path: str) -> Iterator[list]:
         """Yield the array at ``path`` as consecutive lists of elements (runs, then the tail)."""
@@ -98,54 +151,48 @@ class Document:
         arr = node.get(path[-1]) if isinstance(node, dict) else None
         runs = self.runs.get(path)
         if runs:
-            raw = self.raw
-            view = memoryview(raw)
             for start, end in runs:
-                # parse the run in place: the bytes around it (a "," "[" or blank before, a "," or blank
-                # after) become "[" and "]" for the call, then get their old values back
-                before, after = raw[start - 1], raw[end]
-                raw[start - 1], raw[end] = 0x5B, 0x5D
+                # the run with the bytes around it (a "," "[" or blank before, a "," or blank after)
+                # read as "[" and "]": a JSON array of the run's elements
+                buf = self.source.read(start - 1, end + 1)
+                if len(buf) != end - start + 2 or b'\\"' in buf:
+                    raise RunFailed("the file changed, or a run holds an escaped quote")
+                buf[0], buf[-1] = 0x5B, 0x5D
                 try:
-                    part = self.loads(view[start - 1:end + 1])
+                    part = self.loads(buf)
                 except ValueError as e:
                     raise RunFailed(str(e)) from e
-                finally:
-                    raw[start - 1], raw[end] = before, after
+                del buf
                 yield part
-            del view
             yield arr[1:]
         elif isinstance(arr, list):
             yield arr
 
 
-def _find_value(raw: bytearray, key: str, start: int) -> re.Match | None:
-    pat = re.compile(rb'"' + re.escape(key.encode()) + rb'"\s*:\s*\[\s*')
-    return pat.search(raw, start)
-
-
-def _plan(raw: bytearray, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tuple[tuple[str, ...], list, list]]:
+def _plan(src: _File, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tuple[tuple[str, ...], list, list]]:
     """Find the runs to cut out of each array: ``(path, starts, ends)`` per split array."""
     plans = []
     pos = 0
     for path in paths:
-        m = _find_value(raw, path[-1], pos)
-        if m is None:
+        found = src.search(re.compile(rb'"' + re.escape(path[-1].encode()) + rb'"\s*:\s*\[\s*'), pos)
+        if found is None:
             continue
-        first = m.end()
-        km = _FIRST_KEY.match(raw, first)
-        if km is None:  # empty array, or elements that are not objects: leave it whole
+        first = found[1] + found[0].end()
+        km = _FIRST_KEY.match(src.read(first, first + _File.EDGE))
+        if km is None:  # empty array, elements that are not objects, or a key too long: leave it whole
             pos = first
             continue
         boundary = re.compile(rb'\}\s*,\s*(\{\s*"' + re.escape(km.group(1)) + rb'"\s*:)')
         starts, ends = [first], []
         p = first
         while True:
-            b = boundary.search(raw, p + chunk_bytes)
+            b = src.search(boundary, p + chunk_bytes)
             if b is None:
                 break
-            ends.append(b.start() + 1)
-            starts.append(b.start(1))
-            p = b.start(1)
+            m, at = b
+            ends.append(at + m.start() + 1)
+            starts.append(at + m.start(1))
+            p = starts[-1]
         if ends:
             plans.append((path, starts, ends))
             pos = starts[-1]
@@ -154,18 +201,23 @@ def _plan(raw: bytearray, paths: list[tuple[str, ...]], chunk_bytes: int) -> lis
     return plans
 
 
-def _parse_split(raw: bytearray, paths: list[tuple[str, ...]], loads, chunk_bytes: int, name: str) -> Document:
-    plans = _plan(raw, paths, chunk_bytes)
+def _parse_split(src: _File, paths: list[tuple[str, ...]], loads, chunk_bytes: int, name: str) -> Document:
+    plans = _plan(src, paths, chunk_bytes)
     if not plans:
-        return Document(top=loads(raw), loads=loads, path=name)
+        raise _Fallback  # nothing to cut: one parse of the whole document
     pieces, last = [], 0
     runs: dict[tuple[str, ...], list[tuple[int, int]]] = {}
     for path, starts, ends in plans:
-        pieces += [bytes(raw[last:starts[0]]), _SENTINEL_JSON, b","]
+        pieces += [src.read(last, starts[0]), _SENTINEL_JSON, b","]
         last = starts[-1]
         runs[path] = list(zip(starts[:-1], ends))
-    pieces.append(bytes(raw[last:]))
-    top = loads(b"".join(pieces))
+    pieces.append(src.read(last, src.size))
+    skeleton = b"".join(pieces)
+    del pieces
+    if b'\\"' in skeleton:
+        raise _Fallback  # an escaped quote: a string may hold what looked like a cut
+    top = loads(skeleton)
+    del skeleton
     # every sentinel must be first in the array we meant to cut, and appear nowhere else
     found = 0
     for path in runs:
@@ -177,8 +229,7 @@ def _parse_split(raw: bytearray, paths: list[tuple[str, ...]], loads, chunk_byte
         found += 1
     if found != len(plans):
         raise _Fallback
-    doc = Document(top=top, runs=runs, raw=raw, loads=loads, path=name)
-    return doc
+    return Document(top=top, runs=runs, source=src, loads=loads, path=name)
 
 
 class RunFailed(Exception):
@@ -195,39 +246,39 @@ def parse(path: Path, split: list[tuple[str, ...]] | None, consume: Callable[[Do
     Raises:
         ParseError: The file cannot be read or is not valid JSON (the message gives line and column).
     """
-    def read() -> bytearray:
+    def read() -> bytes:
         try:
             with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                buf = bytearray(size)
-                n = f.readinto(buf)
-                if n != size:
-                    del buf[n:]
-                    buf += f.read()
-                return buf
+                return f.read()
         except OSError as e:
             raise ParseError(f"cannot read the file: {e.strerror or e}", path=path) from e
 
-    raw: bytearray | None = read()
+    def split_doc(loads) -> Document:
+        try:
+            src = _File(path)
+        except OSError as e:
+            raise ParseError(f"cannot read the file: {e.strerror or e}", path=path) from e
+        try:
+            return _parse_split(src, split, loads, chunk_bytes, str(path))
+        except BaseException:
+            src.close()
+            raise
+
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     parsers = [orjson.loads, _loads_std] if orjson is not None else [_loads_std]
-    can_split = bool(split) and b'\\"' not in raw
-    strategies = [(loads, s) for loads in parsers for s in ((True, False) if can_split else (False,))]
+    strategies = [(loads, s) for loads in parsers for s in ((True, False) if split else (False,))]
     for loads, do_split in strategies:
-        if raw is None:  # an earlier strategy gave the bytes to its document
-            raw = read()
         try:
-            doc = (_parse_split(raw, split, loads, chunk_bytes, str(path)) if do_split
-                   else Document(top=loads(raw), loads=loads, path=str(path)))
+            doc = split_doc(loads) if do_split else Document(top=loads(read()), loads=loads, path=str(path))
         except (_Fallback, ValueError, RecursionError):
             continue
-        raw = None  # from here the document owns the bytes and drops them when its runs are read
         try:
             return consume(doc)
         except RunFailed:
             continue
-    if raw is None:
-        raw = read()
+        finally:
+            doc.release()
+    raw = read()
     try:
         json.loads(raw)
     except UnicodeDecodeError as e:
