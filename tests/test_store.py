@@ -365,3 +365,31 @@ def test_metadata_over_many_row_groups_roundtrips(any_store):
     got = next(b for b in back.metadata if b.key == "mixed").values.tolist()
     assert [type(v) for v in got] == [type(v) for v in mixed.tolist()]
     assert math.copysign(1, got[6]) == -1
+
+
+@pytest.mark.parametrize("link_chunk", [10_000, 20], ids=["links-by-row-group", "links-in-big-ranges"])
+def test_a_consumed_write_stores_every_table(store, monkeypatch, link_chunk):
+    """``consume=True`` (what ingest does) stores the tables one at a time and frees each: nothing
+    is lost, with and without the position columns the links do not need, whatever the link ranges."""
+    import copy
+
+    from trackstore import store as store_mod
+
+    monkeypatch.setattr(store_mod, "_BATCH_ROWS", 7)  # row groups of 7: a session of 29 links has 5
+    monkeypatch.setattr(store_mod, "_LINK_CHUNK", link_chunk)
+    rng = np.random.default_rng(5)
+    n = 30
+    for extra in (False, True):
+        t = TrackTables.from_columns(frame=np.arange(n), x=rng.random(n), y=rng.random(n), track_id=np.zeros(n, int),
+                                     session=SessionInfo(name=f"consumed {extra}", frame_interval=2.0))
+        t.links = {"source_id": np.arange(n - 1), "target_id": np.arange(1, n)}
+        t.add_meta("position", "intensity", rng.random(n), owners=np.arange(n))
+        t.add_meta("link", "p", rng.random(n - 1), owners=np.arange(n - 1))
+        if extra:
+            t.positions["quality"] = rng.random(n)
+            t.positions["radius"] = rng.random(n)
+        kept = copy.deepcopy(t)
+        with store.transaction() as c:
+            sid = store.write_session(c, t, content_hash=f"consumed {extra}", consume=True)
+        assert not t.positions and not t.links and not t.metadata  # handed over and freed
+        assert compare_tables(kept, store.read_session(sid)) == []

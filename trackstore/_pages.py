@@ -39,3 +39,27 @@ def huge_pages_enabled() -> bool | None:
     getter = getattr(_ma, "_get_madvise_hugepage", None)
     return None if getter is None else bool(getter())
 
+
+
+def _find_malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim  # glibc; absent on musl, macOS and Windows
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the kernel (glibc ``malloc_trim``; a no-op elsewhere).
+
+    glibc raises its mmap threshold each time a large block is freed, so the columns a reader
+    builds come from the heap, and when they are freed their pages stay resident as holes the next
+    step may never reuse (DuckDB allocates from its own jemalloc). An ingest calls this between its
+    steps: ~1 ms, and 20-35 MB less resident for a 36 MB OrganoidTracker file (design notes).
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
