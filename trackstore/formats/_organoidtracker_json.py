@@ -74,7 +74,7 @@ def gc_paused():
 
 
 class _File:
-    """Random access to a file's bytes by offset (``os.pread``), with regular-expression search."""
+    """Random access to a file's bytes by offset, with regular-expression search."""
 
     #: Bytes read per search window at first (doubled while nothing is found, up to 16 MB).
     WINDOW = 1 << 16
@@ -83,8 +83,7 @@ class _File:
 
     def __init__(self, path: Path):
         self.f = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self.fd = self.f.fileno()
-        self.size = os.fstat(self.fd).st_size
+        self.size = os.fstat(self.f.fileno()).st_size
 
     def close(self) -> None:
         self.f.close()
@@ -93,9 +92,10 @@ class _File:
         """Bytes ``[start, end)`` (fewer only if the file shrank)."""
         buf = bytearray(max(end - start, 0))
         view, got = memoryview(buf), 0
+        self.f.seek(start)
         while got < len(buf):
-            n = os.preadv(self.fd, [view[got:]], start + got)
-            if n <= 0:
+            n = self.f.readinto(view[got:])
+            if not n:
                 del view
                 del buf[got:]
                 break
