@@ -40,7 +40,6 @@ def huge_pages_enabled() -> bool | None:
     return None if getter is None else bool(getter())
 
 
-
 def _find_malloc_trim():
     try:
         import ctypes
@@ -59,7 +58,7 @@ def trim_heap() -> None:
     glibc raises its mmap threshold each time a large block is freed, so the columns a reader
     builds come from the heap, and when they are freed their pages stay resident as holes the next
     step may never reuse (DuckDB allocates from its own jemalloc). An ingest calls this between its
-    steps: ~1 ms, and 20-35 MB less resident for a 36 MB OrganoidTracker file (design notes).
+    steps: ~0.1 ms, and 20-35 MB less resident for a 36 MB OrganoidTracker file (design notes).
     """
     if _malloc_trim is not None:
         _malloc_trim(0)

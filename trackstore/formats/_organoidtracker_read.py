@@ -202,9 +202,6 @@ class _Keys:
     def take(self, i: np.ndarray) -> _Keys:
         return _Keys(self.frame[i], [c[i] for c in self.xyz])
 
-    def row(self, i: int) -> tuple[int, list[float]]:
-        return int(self.frame[i]), [float(c[i]) for c in self.xyz]
-
 
 class _Index:
     """Exact lookup of (frame, x, y, z) keys; the first of duplicate keys wins."""
@@ -261,7 +258,7 @@ def _new_positions(miss: np.ndarray, keys: _Keys) -> tuple[np.ndarray, np.ndarra
 
 
 def _columns(parts: list[np.ndarray]) -> list[np.ndarray]:
-    """Runs of (n, 3) coordinates as three contiguous columns x, y, z (empties the list as it goes)."""
+    """Runs of (n, 3) coordinates as three contiguous columns x, y, z (the list is emptied)."""
     cols = [np.concatenate([a[:, j] for a in parts]) if parts else np.empty(0) for j in range(3)]
     parts.clear()
     return cols
@@ -447,7 +444,6 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
     intra[last] = False
     src = [pidx[intra]]
     dst = [pidx[1:][intra[:-1]]]
-    n_intra_links = len(src[0])
     del intra
 
     # parent references: exact first, then within OrganoidTracker's tolerance; must be a track's last position
@@ -523,8 +519,8 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
     target = np.concatenate(dst).astype(np.int64)
 
     # lineages: connected families of tracks
-    child_track = track_of_pos[target[n_intra_links:]]
-    lineage_of_track = _families(n_tracks, track_of_pos[source[n_intra_links:]], child_track)
+    child_track = track_of_pos[target[n_intra:]]
+    lineage_of_track = _families(n_tracks, track_of_pos[source[n_intra:]], child_track)
 
     t = _start_tables(p, path, frame, xyz)
     del frame, xyz, pf, pcols, listed
