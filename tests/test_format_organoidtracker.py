@@ -308,12 +308,36 @@ def test_file_search_finds_a_match_across_window_edges(tmp_path, monkeypatch):
     f = oj._File(path)
     try:
         pat = re.compile(rb'"tracks"\s*:\s*\[\s*')
-        m, at = f.search(pat, 0)
-        assert (at + m.start(), at + m.end()) == (29, 46)  # whole, though it starts 3 bytes before an edge
-        m, at = f.search(pat, 30)
-        assert at + m.start() == 146
-        assert f.search(pat, 147) is None
+        for literal in (b"", b'"tracks"'):  # by the expression alone, or its literal beginning first
+            m, at = f.search(pat, 0, literal)
+            assert (at + m.start(), at + m.end()) == (29, 46)  # whole, though it starts 3 bytes before an edge
+            m, at = f.search(pat, 30, literal)
+            assert at + m.start() == 146
+            assert f.search(pat, 147, literal) is None
         assert bytes(f.read(140, 10_000)) == b"yyyyyy" + b'"tracks":['
+    finally:
+        f.close()
+
+
+def test_file_search_stops_at_the_next_arrays_key(tmp_path, monkeypatch):
+    """The search for the next cut ends at the next split array's key, even one in the stretch it
+    skipped, instead of running on to the end of the file."""
+    monkeypatch.setattr(oj._File, "WINDOW", 32)
+    monkeypatch.setattr(oj._File, "EDGE", 8)
+    path = tmp_path / "f.json"
+    body = b'{"nodes":[{"id":1},{"id":2}' + b" " * 40 + b'],"links":[{"id":3' + b" " * 60 + b'},{"id":4}]}'
+    path.write_bytes(body)
+    cut = re.compile(rb'\}\s*,\s*(\{\s*"id"\s*:)')
+    stop = re.compile(rb'"links"\s*:\s*\['), b'"links"'
+    key_at, far_cut = body.index(b'"links"'), body.rindex(b"},{")
+    f = oj._File(path)
+    try:
+        m, at = f.search(cut, 0, stop=(*stop, 0))  # a cut before the key: found
+        assert at + m.start() == body.index(b"},{")
+        assert f.search(cut, 30, stop=(*stop, 0)) is None  # the key comes first
+        assert f.search(cut, key_at + 3, stop=(*stop, 12)) is None  # the key is in the skipped stretch
+        m, at = f.search(cut, key_at + 3)  # without a stop: the cut in the next array
+        assert at + m.start() == far_cut
     finally:
         f.close()
 

@@ -17,8 +17,10 @@ falls back to parsing the whole document at once, so the pieces are an optimisat
 different reading.
 
 The file is not read whole for the pieces: the cuts are found by searching small windows of it,
-and each run's bytes are read when the run is parsed, so only one run's bytes are in memory at a
-time (a 36 MB file held whole was a third of the reader's peak).
+and each run's bytes are read when the run is parsed, into one buffer reused from run to run, so
+only one run's bytes are in memory at a time (a 36 MB file held whole was a third of the reader's
+peak). Keys are found with ``bytes.find`` before a regular expression is tried, and the search for
+an array's cuts ends at the next array's key (see :func:`_plan`).
 
 orjson is used when installed; files that only the standard library reads (bare ``NaN`` /
 ``Infinity`` tokens, written by OrganoidTracker without orjson) are parsed with :mod:`json`.
@@ -84,39 +86,75 @@ class _File:
     def __init__(self, path: Path):
         self.f = open(path, "rb")  # noqa: SIM115 - closed by close()
         self.size = os.fstat(self.f.fileno()).st_size
+        self._buf = bytearray()
 
     def close(self) -> None:
         self.f.close()
 
-    def read(self, start: int, end: int) -> bytearray:
+    def read(self, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` (fewer only if the file shrank)."""
-        buf = bytearray(max(end - start, 0))
-        view, got = memoryview(buf), 0
         self.f.seek(start)
-        while got < len(buf):
-            n = self.f.readinto(view[got:])
-            if not n:
-                del view
-                del buf[got:]
-                break
-            got += n
-        return buf
+        return self.f.read(max(end - start, 0))
 
-    def search(self, pattern: re.Pattern, pos: int) -> tuple[re.Match, int] | None:
-        """The first match at or after ``pos``: ``(match, offset of the match's buffer)``, or None."""
-        window = self.WINDOW
+    def run(self, start: int, end: int) -> memoryview | None:
+        """Bytes ``[start - 1, end + 1)`` as the JSON array ``[`` ... ``]`` (the outer two bytes
+        replaced), in a buffer reused from call to call: the view is valid until the next call.
+        None if the file changed (fewer bytes) or the bytes hold an escaped quote."""
+        n = end - start + 2
+        if len(self._buf) < n:
+            self._buf = bytearray(n + (n >> 3))  # room for the next, slightly longer run
+        buf = self._buf
+        self.f.seek(start - 1)
+        with memoryview(buf) as view:
+            got = self.f.readinto(view[:n])
+        if got != n or buf.find(b'\\"', 0, n) >= 0:
+            return None
+        buf[0], buf[n - 1] = 0x5B, 0x5D
+        return memoryview(buf)[:n]
+
+    def search(self, pattern: re.Pattern, pos: int, literal: bytes = b"",
+               stop: tuple[re.Pattern, bytes, int] | None = None) -> tuple[re.Match, int] | None:
+        """The first match at or after ``pos``: ``(match, offset of the match's buffer)``, or None.
+
+        ``literal``, if given, is how every match begins: candidates are found with ``bytes.find``
+        (a fast substring search) and only they are tried with the regular expression.
+
+        ``stop`` is ``(expression, its literal, since)``: None is returned if the expression
+        matches before the match, anywhere from ``since`` on. The stretch from ``since`` to ``pos``
+        is only searched when no match is in the first window (the match is not close by)."""
+        window, start = self.WINDOW, pos
         while pos < self.size:
             end = min(pos + window, self.size)
             buf = self.read(pos, end)
-            m = pattern.search(buf)
+            m = _first(pattern, buf, literal, len(buf))
+            if stop is not None and _first(stop[0], buf, stop[1], len(buf) if m is None else m.start()):
+                return None
             if m is not None and (end == self.size or m.end() <= len(buf) - self.EDGE):
                 return m, pos
+            if pos == start and stop is not None and stop[2] < start:
+                gap = self.read(stop[2], start + self.EDGE)
+                if _first(stop[0], gap, stop[1], len(gap)):
+                    return None
             if end == self.size:
                 return None
             if m is None:  # go on, keeping an overlap for a match across the window's end
                 pos = end - self.EDGE
             window = min(window * 2, 1 << 24)
         return None
+
+
+def _first(pattern: re.Pattern, buf: bytes, literal: bytes, before: int) -> re.Match | None:
+    """The first match of ``pattern`` in ``buf`` that starts before ``before``."""
+    if not literal:
+        m = pattern.search(buf)
+        return m if m is not None and m.start() < before else None
+    i = buf.find(literal, 0, before + len(literal))
+    while 0 <= i < before:
+        m = pattern.match(buf, i)
+        if m is not None:
+            return m
+        i = buf.find(literal, i + 1, before + len(literal))
+    return None
 
 
 @dataclass
@@ -154,27 +192,40 @@ class Document:
             for start, end in runs:
                 # the run with the bytes around it (a "," "[" or blank before, a "," or blank after)
                 # read as "[" and "]": a JSON array of the run's elements
-                buf = self.source.read(start - 1, end + 1)
-                if len(buf) != end - start + 2 or b'\\"' in buf:
+                view = self.source.run(start, end)
+                if view is None:
                     raise RunFailed("the file changed, or a run holds an escaped quote")
-                buf[0], buf[-1] = 0x5B, 0x5D
                 try:
-                    part = self.loads(buf)
+                    part = self.loads(view)
                 except ValueError as e:
                     raise RunFailed(str(e)) from e
-                del buf
+                finally:
+                    view.release()
                 yield part
+                del part  # freed before the next run is read
             yield arr[1:]
         elif isinstance(arr, list):
             yield arr
 
 
+def _key_pattern(path: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """The literal ``"<key>"`` of a split array and the expression of ``"<key>": [``."""
+    key = b'"' + path[-1].encode() + b'"'
+    return key, re.escape(key) + rb'\s*:\s*\[\s*'
+
+
 def _plan(src: _File, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tuple[tuple[str, ...], list, list]]:
-    """Find the runs to cut out of each array: ``(path, starts, ends)`` per split array."""
+    """Find the runs to cut out of each array: ``(path, starts, ends)`` per split array.
+
+    The search for an array's next cut also stops at the next split array's key, so the end of
+    one array does not cost a search through the rest of the file (v1 ``nodes`` end a third of the
+    way through it). A key that only looks like the next array's stops the cutting early: the rest
+    is parsed with the skeleton, the same reading, just less of it in runs."""
     plans = []
     pos = 0
-    for path in paths:
-        found = src.search(re.compile(rb'"' + re.escape(path[-1].encode()) + rb'"\s*:\s*\[\s*'), pos)
+    for i, path in enumerate(paths):
+        key, expr = _key_pattern(path)
+        found = src.search(re.compile(expr), pos, literal=key)
         if found is None:
             continue
         first = found[1] + found[0].end()
@@ -183,11 +234,15 @@ def _plan(src: _File, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tu
             pos = first
             continue
         boundary = re.compile(rb'\}\s*,\s*(\{\s*"' + re.escape(km.group(1)) + rb'"\s*:)')
+        stop = None
+        if i + 1 < len(paths):
+            key2, expr2 = _key_pattern(paths[i + 1])
+            stop = re.compile(expr2), key2
         starts, ends = [first], []
         p = first
         while True:
-            b = src.search(boundary, p + chunk_bytes)
-            if b is None:
+            b = src.search(boundary, p + chunk_bytes, stop=stop and (*stop, p))
+            if b is None:  # the end of the file, or the next array's key
                 break
             m, at = b
             ends.append(at + m.start() + 1)
