@@ -740,3 +740,10 @@ def test_a_position_in_two_tracks_is_an_error(tmp_path):
     with pytest.raises(ParseError, match=r"time point 0 \[5.0, 5.0, 0.0\] is in more than one place of the tracks "
                                          r"\(tracks\[0\] and tracks\[2\]\)"):
         ot.read(_v2(tmp_path, positions, tracks))
+
+
+@pytest.mark.parametrize("text", [b"", b"\\", b'"', b'\\"', b'\\\\"', b'a\\nb"c', b'{"a":"x\\\\y"}',
+                                  b'x' * 100 + b'\\"', b'\\u0022', b'"\\"', b'\\\\\\\\'])
+def test_escaped_quote_is_a_backslash_before_a_quote(text):
+    buf = bytearray(text + b'\\"')  # beyond n: not looked at
+    assert oj._escaped_quote(buf, len(text)) == (b'\\"' in text)

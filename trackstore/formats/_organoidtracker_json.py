@@ -107,7 +107,7 @@ class _File:
         self.f.seek(start - 1)
         with memoryview(buf) as view:
             got = self.f.readinto(view[:n])
-        if got != n or buf.find(b'\\"', 0, n) >= 0:
+        if got != n or _escaped_quote(buf, n):
             return None
         buf[0], buf[n - 1] = 0x5B, 0x5D
         return memoryview(buf)[:n]
@@ -141,6 +141,20 @@ class _File:
                 pos = end - self.EDGE
             window = min(window * 2, 1 << 24)
         return None
+
+
+def _escaped_quote(buf: bytes | bytearray, n: int) -> bool:
+    """True if ``buf[:n]`` holds ``\\"`` (a backslash before a quote).
+
+    Each backslash is found with a one-byte search (memchr, many GB/s; backslashes are rare in these
+    files) and its next byte looked at; searching for the two bytes at once was 10x slower, as the
+    quote is everywhere in JSON."""
+    i = buf.find(b"\\", 0, n)
+    while i >= 0:
+        if i + 1 < n and buf[i + 1] == 0x22:
+            return True
+        i = buf.find(b"\\", i + 1, n)
+    return False
 
 
 def _first(pattern: re.Pattern, buf: bytes, literal: bytes, before: int) -> re.Match | None:
@@ -269,7 +283,7 @@ def _parse_split(src: _File, paths: list[tuple[str, ...]], loads, chunk_bytes: i
     pieces.append(src.read(last, src.size))
     skeleton = b"".join(pieces)
     del pieces
-    if b'\\"' in skeleton:
+    if _escaped_quote(skeleton, len(skeleton)):
         raise _Fallback  # an escaped quote: a string may hold what looked like a cut
     top = loads(skeleton)
     del skeleton

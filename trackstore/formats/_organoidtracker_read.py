@@ -910,8 +910,8 @@ def _collect(run: list, off: int, skip: tuple[str, ...], cols: dict[str, _Column
             for k in sorted(new, key=lambda k: pos[k]):
                 cols[k] = _Column(null_is_absent=False)
         for k in keys:
-            try:  # the usual case: every element has the key (one pass, no index list)
-                cols[k].add(off, [el[k] for el in run])
+            try:  # the usual case: every element has the key (one pass in C, no index list)
+                cols[k].add(off, list(map(itemgetter(k), run)))
                 continue
             except KeyError:
                 pass
