@@ -747,3 +747,12 @@ def test_a_position_in_two_tracks_is_an_error(tmp_path):
 def test_escaped_quote_is_a_backslash_before_a_quote(text):
     buf = bytearray(text + b'\\"')  # beyond n: not looked at
     assert oj._escaped_quote(buf, len(text)) == (b'\\"' in text)
+
+
+def test_owners_of_pending_segments():
+    """Owners of a column's pending values: ranges from each segment's first owner, or listed owners."""
+    from trackstore.formats._organoidtracker_read import _owners
+
+    assert _owners([(5, [1, 2, 3]), (0, []), (20, [4]), (8, [5, 6])]).tolist() == [5, 6, 7, 20, 8, 9]
+    assert _owners([(3, ["a"]), (np.array([7, 1]), ["b", "c"])]).tolist() == [3, 7, 1]
+    assert _owners([(0, [])]).tolist() == []

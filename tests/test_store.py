@@ -130,6 +130,23 @@ def test_values_property_any_value_roundtrips(v):
     assert _same_value(values.from_json_text(values.to_json_text(v)), v)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=6) | st.none() | st.integers() | st.booleans() | floats, max_size=8),
+       st.booleans())
+def test_encode_column_of_objects_is_each_value_encoded(vals, only_text):
+    """A column of Python objects (all text takes a bulk path) encodes exactly as value by value."""
+    if only_text:
+        vals = [str(v) for v in vals]
+    arr = np.empty(len(vals), dtype=object)
+    arr[:] = vals
+    cols = values.encode_column(arr)
+    names = ("vtype", "v_int", "v_float", "v_bool", "v_str", "v_json")
+    for i, v in enumerate(vals):
+        got = tuple(cols[k] if k == "vtype" and isinstance(cols[k], str) else
+                    (cols[k][i] if cols.get(k) is not None else None) for k in names)
+        assert got == values.encode(v) or (v != v and got[2] != got[2]), (i, v, got)
+
+
 def test_values_refuse_arbitrary_objects():
     with pytest.raises(TypeError, match="cannot store"):
         values.encode(object())

@@ -215,6 +215,8 @@ def encode_column(values) -> dict[str, Any]:
         return {"vtype": "bool", "v_bool": a}
     if a.dtype.kind == "U":
         return {"vtype": "str", "v_str": a.astype(object)}
+    if a.dtype.kind == "O" and n and set(map(type, a)) == {str}:  # text labels (cell types, names): in bulk
+        return {"vtype": "str", "v_str": a}
     cols: dict[str, list] = {k: [None] * n for k in ("vtype", "v_int", "v_float", "v_bool", "v_str", "v_json")}
     for i, v in enumerate(a.tolist() if a.dtype.kind != "O" else a):
         for name, x in zip(("vtype", "v_int", "v_float", "v_bool", "v_str", "v_json"), encode(v)):

@@ -69,8 +69,7 @@ class _Column:
             where = None
         owners = (np.arange(where, where + len(vals), dtype=np.int64) if isinstance(where, int)
                   else where if where is not None
-                  else np.concatenate([np.arange(w, w + len(seg), dtype=np.int64) if isinstance(w, int) else w
-                                       for w, seg in self.pending]))
+                  else _owners(self.pending))
         self.pending = []
         n = len(vals)
         types = set(map(type, vals))
@@ -108,6 +107,18 @@ class _Column:
                 pick = np.sort(len(owners) - 1 - first)
                 owners, values = owners[pick], values[pick]
         return MetaBlock(scope, key, values, owners.astype(np.int64))
+
+
+def _owners(pending: list[tuple[int | np.ndarray, list]]) -> np.ndarray:
+    """The owner of each value of the pending segments, in order: ``offset, offset + 1, ...`` for a
+    segment given by its first owner, the listed owners for the others."""
+    if not all(isinstance(w, int) for w, _ in pending):
+        return np.concatenate([np.arange(w, w + len(seg), dtype=np.int64) if isinstance(w, int) else w
+                               for w, seg in pending])
+    lens = np.fromiter(map(len, map(itemgetter(1), pending)), np.int64, len(pending))
+    starts = np.fromiter(map(itemgetter(0), pending), np.int64, len(pending))
+    # value k of segment s is owner starts[s] + (k - first[s]): one repeat and one arange in all
+    return np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()), dtype=np.int64)
 
 
 def typed_values(vals: np.ndarray) -> np.ndarray:
