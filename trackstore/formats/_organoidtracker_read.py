@@ -76,6 +76,10 @@ class _Column:
         if types <= {float, _NONE} and (self.null_is_absent or _NONE not in types):
             arr = np.array(vals, dtype=np.float64)
             nan = np.isnan(arr)
+            if _NONE not in types and not nan.any():  # the usual column: numbers only, all kept
+                self.owners.append(owners)
+                self.parts.append(arr)
+                return
             if int(nan.sum()) == vals.count(None):  # every NaN is a null, none a NaN value
                 keep = ~nan
                 self.owners.append(owners[keep])
@@ -798,7 +802,8 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
                              path=path)
 
     # every position: the listed ones, then nodes and link ends that are not listed (in order of appearance)
-    all_xyz = np.concatenate([nodes[:, :3], ls[:, :3], ld[:, :3]])
+    # one contiguous column each (slices of them are views: no copies of the keys below)
+    all_xyz = [np.concatenate([nodes[:, j], ls[:, j], ld[:, j]]) for j in range(3)]
     all_frame = np.concatenate([nodes[:, 3], ls[:, 3], ld[:, 3]]).astype(np.int64)
     n_nodes, n_links = len(nodes), len(ls)
     del nodes, ls, ld
@@ -808,7 +813,7 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
     if n_nodes == n_list and n_nodes and bool(qkeys.take(slice(0, n_nodes)).equal(everything, pkeys, everything).all()):
         # the usual v1 file: one node per listed position, in the same order
         idx = np.concatenate([np.arange(n_nodes, dtype=np.int64),
-                              _Index(pkeys).find(qkeys.take(np.arange(n_nodes, len(all_frame))))])
+                              _Index(pkeys).find(qkeys.take(slice(n_nodes, None)))])
     else:
         idx = _Index(pkeys).find(qkeys)
     miss = np.flatnonzero(idx < 0)
@@ -823,7 +828,7 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
     src = idx[n_nodes:n_nodes + n_links]
     dst = idx[n_nodes + n_links:]
     frame = np.concatenate([pf, all_frame[extra]])
-    xyz = np.concatenate([pxyz, all_xyz[extra]])
+    xyz = np.concatenate([pxyz, np.column_stack([c[extra] for c in all_xyz])])
     del all_xyz, all_frame, pxyz
 
     # links go forward in time; remember the ones the file wrote the other way round
