@@ -81,6 +81,7 @@ EXPORT = r"""
 import warnings
 from trackstore import open_store
 from trackstore.formats import organoidtracker as ot
+import duckdb, pyarrow, pyarrow.dataset, sqlalchemy, numpy  # the libraries, as for the ingest
 db, sid, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 before = rss_mb()
 t0 = time.perf_counter()

@@ -756,3 +756,42 @@ def test_owners_of_pending_segments():
     assert _owners([(5, [1, 2, 3]), (0, []), (20, [4]), (8, [5, 6])]).tolist() == [5, 6, 7, 20, 8, 9]
     assert _owners([(3, ["a"]), (np.array([7, 1]), ["b", "c"])]).tolist() == [3, 7, 1]
     assert _owners([(0, [])]).tolist() == []
+
+
+@pytest.mark.parametrize("piece", [1, 50, 1 << 20])
+def test_write_file_writes_what_dumps_gives(tmp_path, monkeypatch, piece):
+    """The export's streamed writer gives the bytes of one dump, whatever the size of its pieces."""
+    monkeypatch.setattr(oj, "PIECE_BYTES", piece)
+    doc = {"version": "v2", "positions": [{"time_point": t, "coords_xyz_px": [[t + 0.5, -0.0, 1e300]] * t}
+                                          for t in range(7)],
+           "tracks": [], "data_axes": [{"x": float("nan")}], "links": {"nodes": [1, {"a": [2]}], "links": [3]},
+           "other": ["\x00trackstore:removed-run\x00"]}
+    for arrays in ([("positions",), ("tracks",)], [("links", "nodes"), ("links", "links"), ("missing", "x")],
+                   [("version",)]):
+        out = tmp_path / "out.json"
+        oj.write_file(out, doc, arrays)
+        assert out.read_bytes() == oj.dumps(doc), arrays
+    assert doc["positions"][3]["time_point"] == 3 and doc["links"]["links"] == [3]  # the document is as it was
+
+
+def test_write_file_reports_a_failed_write(tmp_path):
+    """A write that fails on the writer's thread is raised to the caller (and the thread ends)."""
+    with pytest.raises(OSError):
+        oj.write_file(tmp_path / "no such folder" / "out.json", {"tracks": [1, 2]}, [("tracks",)])
+
+    class Full:
+        def __init__(self):
+            self.calls = 0
+
+        def write(self, b):
+            self.calls += 1
+            if self.calls == 2:
+                raise OSError(28, "No space left on device")
+
+    w = oj._Writer(Full())
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(5):
+            w.write(b"piece")
+        w.close()
+    w.close()  # the failure was raised once; the other pieces were written
+    assert w.pool._shutdown and w.f.calls >= 3

@@ -383,6 +383,91 @@ def dumps(obj: Any) -> bytes:
                       allow_nan=False).encode("utf-8")
 
 
+#: Bytes of JSON per piece written while the next is dumped.
+PIECE_BYTES = 1 << 20
+
+
+class _Writer:
+    """Writes pieces to a file on a second thread (a write releases the GIL), at most two waiting."""
+
+    def __init__(self, f):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.f = f
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="trackstore-write")
+        self.pending: list = []
+
+    def write(self, piece) -> None:
+        while len(self.pending) >= 2:
+            self.pending.pop(0).result()  # raises the write's OSError here
+        self.pending.append(self.pool.submit(self.f.write, piece))
+
+    def close(self) -> None:
+        """Wait for the pieces still being written; raises the first failed write's error."""
+        pending, self.pending = self.pending, []
+        try:
+            for fut in pending:
+                fut.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def write_file(path: Path, doc: Any, arrays: list[tuple[str, ...]]) -> None:
+    """Write ``doc`` to ``path`` as :func:`dumps` would, the arrays at the key paths ``arrays``
+    dumped a piece at a time, each piece written while the next is dumped.
+
+    The bytes are the same as ``dumps(doc)``: ``[a,b,c]`` is ``[`` + the elements' own JSON joined
+    by ``,`` + ``]`` in the compact spelling. What is gained: the file is written during the dump
+    instead of after it (a 36 MB file: 0.1 s of writing hidden), and the whole text is never in
+    memory at once.
+    """
+    marks: dict[bytes, list] = {}
+    slots = []
+    for i, key_path in enumerate(arrays):
+        node = doc
+        for k in key_path[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(key_path[-1]), list):
+            mark = f"{SENTINEL}{i}"
+            slots.append((node, key_path[-1], node[key_path[-1]]))
+            marks[dumps(mark)] = node[key_path[-1]]
+            node[key_path[-1]] = mark
+    try:
+        skeleton = dumps(doc)
+    finally:
+        for node, key, arr in slots:
+            node[key] = arr
+    at = sorted((skeleton.find(m), m) for m in marks)
+    if any(i < 0 or skeleton.count(m) != 1 for i, m in at):  # pragma: no cover - a value held the mark
+        at, skeleton = [], dumps(doc)
+    with open(path, "wb") as f:
+        w = _Writer(f)
+        try:
+            pos = 0
+            for i, m in at:
+                w.write(skeleton[pos:i] + b"[")
+                _write_array(w, marks[m])
+                w.write(b"]")
+                pos = i + len(m)
+            w.write(skeleton[pos:])
+        finally:
+            w.close()
+
+
+def _write_array(w: _Writer, arr: list) -> None:
+    """The elements of ``arr`` as JSON joined by ``,`` (no brackets), in pieces of ~PIECE_BYTES."""
+    k, i, first = 16, 0, True
+    while i < len(arr):
+        piece = dumps(arr[i:i + k])  # "[...]": the elements are in between
+        i += k
+        if len(piece) > 2:
+            if not first:
+                w.write(b",")
+            w.write(memoryview(piece)[1:-1])
+            first = False
+        k = max(1, int(k * PIECE_BYTES / max(len(piece), 1)))
+
+
 def check_serializable(v: Any) -> bool:
     """True if ``v`` can be written as JSON by :func:`dumps`."""
     try:

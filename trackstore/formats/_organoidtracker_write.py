@@ -533,14 +533,14 @@ def write_aut(t: TrackTables, path: Path, *, overwrite: bool, version: str, gaps
         doc["image_resolution"] = _resolution(t, m)
     if "other_data" not in doc and m.other_data:
         doc["other_data"] = m.other_data
-    try:
-        data = oj.dumps(doc)
-    except (TypeError, ValueError) as e:  # pragma: no cover - values were checked above
-        raise WriteError(f"cannot write as JSON: {e}", path=path) from e
     tmp = path.with_name(path.name + ".part")
+    arrays = [(pos_key,), ("tracks",)] if version == "v2" else [("links", "nodes"), ("links", "links")]
     try:
-        tmp.write_bytes(data)
+        oj.write_file(tmp, doc, arrays)
         tmp.replace(path)
+    except (TypeError, ValueError) as e:  # pragma: no cover - values were checked above
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"cannot write as JSON: {e}", path=path) from e
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise WriteError(f"cannot write: {e.strerror or e}", path=path) from e
