@@ -45,6 +45,35 @@ def test_migrations_downgrade_to_base_and_back(empty_url):
         assert s.revision() == db.head_revision()
 
 
+def test_revisions_read_without_alembic_agree_with_alembic(empty_url, tmp_path, monkeypatch):
+    """The head and a store's revision, read from the files and the version table, are Alembic's
+    answers: at an empty store, at the first revision and at head; and a history that is not one
+    line is left to Alembic."""
+    import duckdb_sqlalchemy.alembic_impl  # noqa: F401
+
+    assert db.head_revision() == db._alembic_head()
+    with Store(empty_url) as s:
+        for target in (None, "0001", "head"):
+            if target is not None:
+                with s.engine.connect() as c, c.begin():
+                    db.upgrade(c, target)
+            with s.engine.connect() as c:
+                assert db.current_revision(c) == MigrationContext.configure(c).get_current_revision(), target
+                assert db.current_revision(c) == {None: None, "0001": "0001", "head": db.head_revision()}[target]
+    # two heads in the files: not guessed
+    versions = tmp_path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    for name, rev, down in (("a.py", "a", None), ("b.py", "b", "a"), ("c.py", "c", "a")):
+        (versions / name).write_text(f'revision = "{rev}"\ndown_revision = {down and repr(down)}\n')
+    monkeypatch.setattr(db, "data_dir", lambda name: tmp_path / name)
+    monkeypatch.setattr(db, "_alembic_head", lambda: "alembic decides")
+    db.head_revision.cache_clear()
+    try:
+        assert db.head_revision() == "alembic decides"
+    finally:
+        db.head_revision.cache_clear()
+
+
 def test_migrations_autogenerate_diff_against_schema_is_empty(empty_url):
     with Store(empty_url) as s:
         s.upgrade()
