@@ -122,7 +122,8 @@ class _File:
         ``stop`` is ``(expression, its literal, since)``: None is returned if the expression
         matches before the match, anywhere from ``since`` on. The stretch from ``since`` to ``pos``
         is only searched when no match is in the first window (the match is not close by)."""
-        window, start = self.WINDOW, pos
+        window = self.WINDOW
+        gap = stop is not None and stop[2] < pos  # a stretch before pos to look at, if need be
         while pos < self.size:
             end = min(pos + window, self.size)
             buf = self.read(pos, end)
@@ -131,9 +132,10 @@ class _File:
                 return None
             if m is not None and (end == self.size or m.end() <= len(buf) - self.EDGE):
                 return m, pos
-            if pos == start and stop is not None and stop[2] < start:
-                gap = self.read(stop[2], start + self.EDGE)
-                if _first(stop[0], gap, stop[1], len(gap)):
+            if gap:  # no match close by: is the next key in the stretch skipped?
+                gap = False
+                skipped = self.read(stop[2], pos + self.EDGE)
+                if _first(stop[0], skipped, stop[1], len(skipped)):
                     return None
             if end == self.size:
                 return None
