@@ -168,9 +168,12 @@ def main() -> None:
     shutil.rmtree(dbs, ignore_errors=True)
     dbs.mkdir(parents=True)
 
+    def middle(runs: list[dict]) -> dict:
+        """The run of median time."""
+        return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+
     def median(code: str, *args: str) -> dict:
-        runs = sorted((run_child(code, *args) for _ in range(a.repeat)), key=lambda r: r["seconds"])
-        return runs[len(runs) // 2]
+        return middle([run_child(code, *args) for _ in range(a.repeat)])
 
     targets = {"v2": 1.0, "v1": 2.0}
     for name, path in (("v2", v2), ("v1", v1)):
@@ -180,8 +183,7 @@ def main() -> None:
         std = median(FLOOR, str(path), "json")
         read = median(READ, str(path))
         ing = [run_child(INGEST, str(path), str(dbs / f"{name}_{i}.duckdb")) for i in range(a.repeat)]
-        ing.sort(key=lambda r: r["seconds"])
-        ours = ing[len(ing) // 2]
+        ours = middle(ing)
         n = ours["positions"]
         row("floor: orjson.loads of the file", f"{floor['seconds']:.3f} s (peak +{floor['growth_mb']:.0f} MB)")
         row("reference: json.loads (standard library)", f"{std['seconds']:.3f} s")
@@ -199,7 +201,7 @@ def main() -> None:
         # arrays come from its heap, whose freed holes stay resident; a fixed threshold returns them
         tuned = [run_child(INGEST, str(path), str(dbs / f"{name}_mmap_{i}.duckdb"), env=MMAP_FIXED)
                  for i in range(a.repeat)]
-        tuned = sorted(tuned, key=lambda r: r["seconds"])[len(tuned) // 2]
+        tuned = middle(tuned)
         row("  the same with MALLOC_MMAP_THRESHOLD_=131072 (glibc)",
             f"{tuned['seconds']:.3f} s, growth {tuned['growth_mb']:.0f} MB = {tuned['growth_mb'] / size:.2f}x")
         row("peak memory of the read alone: growth / file size",

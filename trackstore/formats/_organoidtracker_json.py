@@ -173,6 +173,14 @@ def _first(pattern: re.Pattern, buf: bytes, literal: bytes, before: int) -> re.M
     return None
 
 
+def _parent(doc: Any, path: tuple[str, ...]) -> dict | None:
+    """The object holding the last key of ``path`` (None if the path leads elsewhere)."""
+    node = doc
+    for k in path[:-1]:
+        node = node.get(k) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
 @dataclass
 class Document:
     """A parsed ``.aut`` document whose big arrays are handed out in runs.
@@ -199,10 +207,8 @@ class Document:
 
     def elements(self, *path: str) -> Iterator[list]:
         """Yield the array at ``path`` as consecutive lists of elements (runs, then the tail)."""
-        node = self.top
-        for p in path[:-1]:
-            node = node.get(p) if isinstance(node, dict) else None
-        arr = node.get(path[-1]) if isinstance(node, dict) else None
+        parent = _parent(self.top, path)
+        arr = parent.get(path[-1]) if parent is not None else None
         runs = self.runs.get(path)
         if runs:
             for start, end in runs:
@@ -224,10 +230,10 @@ class Document:
             yield arr
 
 
-def _key_pattern(path: tuple[str, ...]) -> tuple[bytes, bytes]:
-    """The literal ``"<key>"`` of a split array and the expression of ``"<key>": [``."""
+def _key_pattern(path: tuple[str, ...]) -> tuple[re.Pattern, bytes]:
+    """The expression of ``"<key>": [`` for a split array, and its literal beginning ``"<key>"``."""
     key = b'"' + path[-1].encode() + b'"'
-    return key, re.escape(key) + rb'\s*:\s*\[\s*'
+    return re.compile(re.escape(key) + rb'\s*:\s*\[\s*'), key
 
 
 def _plan(src: _File, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tuple[tuple[str, ...], list, list]]:
@@ -240,8 +246,8 @@ def _plan(src: _File, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tu
     plans = []
     pos = 0
     for i, path in enumerate(paths):
-        key, expr = _key_pattern(path)
-        found = src.search(re.compile(expr), pos, literal=key)
+        expr, key = _key_pattern(path)
+        found = src.search(expr, pos, literal=key)
         if found is None:
             continue
         first = found[1] + found[0].end()
@@ -250,10 +256,7 @@ def _plan(src: _File, paths: list[tuple[str, ...]], chunk_bytes: int) -> list[tu
             pos = first
             continue
         boundary = re.compile(rb'\}\s*,\s*(\{\s*"' + re.escape(km.group(1)) + rb'"\s*:)')
-        stop = None
-        if i + 1 < len(paths):
-            key2, expr2 = _key_pattern(paths[i + 1])
-            stop = re.compile(expr2), key2
+        stop = _key_pattern(paths[i + 1]) if i + 1 < len(paths) else None
         starts, ends = [first], []
         p = first
         while True:
@@ -292,9 +295,8 @@ def _parse_split(src: _File, paths: list[tuple[str, ...]], loads, chunk_bytes: i
     # every sentinel must be first in the array we meant to cut, and appear nowhere else
     found = 0
     for path in runs:
-        node = top
-        for p in path:
-            node = node.get(p) if isinstance(node, dict) else None
+        parent = _parent(top, path)
+        node = parent.get(path[-1]) if parent is not None else None
         if not (isinstance(node, list) and node and node[0] == SENTINEL):
             raise _Fallback
         found += 1
@@ -423,32 +425,28 @@ def write_file(path: Path, doc: Any, arrays: list[tuple[str, ...]]) -> None:
     instead of after it (a 36 MB file: 0.1 s of writing hidden), and the whole text is never in
     memory at once.
     """
-    marks: dict[bytes, list] = {}
-    slots = []
+    slots = []  # (the object holding the array, its key, the array, the mark's JSON in its place)
     for i, key_path in enumerate(arrays):
-        node = doc
-        for k in key_path[:-1]:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(key_path[-1]), list):
+        parent = _parent(doc, key_path)
+        if parent is not None and isinstance(parent.get(key_path[-1]), list):
             mark = f"{SENTINEL}{i}"
-            slots.append((node, key_path[-1], node[key_path[-1]]))
-            marks[dumps(mark)] = node[key_path[-1]]
-            node[key_path[-1]] = mark
+            slots.append((parent, key_path[-1], parent[key_path[-1]], dumps(mark)))
+            parent[key_path[-1]] = mark
     try:
         skeleton = dumps(doc)
     finally:
-        for node, key, arr in slots:
-            node[key] = arr
-    at = sorted((skeleton.find(m), m) for m in marks)
-    if any(i < 0 or skeleton.count(m) != 1 for i, m in at):  # pragma: no cover - a value held the mark
+        for parent, key, arr, _ in slots:
+            parent[key] = arr
+    at = sorted((skeleton.find(m), m, arr) for _, _, arr, m in slots)
+    if any(i < 0 or skeleton.count(m) != 1 for i, m, _ in at):  # pragma: no cover - a value held the mark
         at, skeleton = [], dumps(doc)
     with open(path, "wb") as f:
         w = _Writer(f)
         try:
             pos = 0
-            for i, m in at:
+            for i, m, arr in at:
                 w.write(skeleton[pos:i] + b"[")
-                _write_array(w, marks[m])
+                _write_array(w, arr)
                 w.write(b"]")
                 pos = i + len(m)
             w.write(skeleton[pos:])

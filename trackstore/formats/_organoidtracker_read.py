@@ -437,9 +437,9 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
         mkeys = _Keys(np.concatenate(miss_frame), _columns(miss_xyz))
         rank, firsts = _new_positions(np.arange(len(at)), mkeys)
         pidx[at] = n_list + rank
-        frame = np.concatenate([pf, mkeys.frame[firsts]])
-        xyz = [np.concatenate([c, m[firsts]]) for c, m in zip(pcols, mkeys.xyz)]
         extras = mkeys.take(firsts)
+        frame = np.concatenate([pf, extras.frame])
+        xyz = [np.concatenate([c, e]) for c, e in zip(pcols, extras.xyz)]
         del at, mkeys, rank, firsts
     else:
         extras = None
@@ -828,7 +828,7 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
     src = idx[n_nodes:n_nodes + n_links]
     dst = idx[n_nodes + n_links:]
     frame = np.concatenate([pf, all_frame[extra]])
-    xyz = np.concatenate([pxyz, np.column_stack([c[extra] for c in all_xyz])])
+    xyz = [np.concatenate([pxyz[:, j], c[extra]]) for j, c in enumerate(all_xyz)]  # columns, as stored
     del all_xyz, all_frame, pxyz
 
     # links go forward in time; remember the ones the file wrote the other way round
