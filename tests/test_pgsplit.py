@@ -44,6 +44,25 @@ def _prepared(url: str) -> list[str]:
     return gids
 
 
+def _wait_for_dead_clients(url: str, timeout: float = 60.0) -> None:
+    """Wait until no other client backend is connected to the database: a killed client's backends
+    end only when they next read from its socket, after whatever they were running (a COPY, a
+    PREPARE TRANSACTION), which on a loaded machine takes longer than any fixed pause."""
+    import time
+
+    e = sa.create_engine(url, isolation_level="AUTOCOMMIT")  # a fresh activity snapshot per query
+    deadline = time.monotonic() + timeout
+    try:
+        with e.connect() as c:
+            while c.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend' AND pid <> pg_backend_pid()").scalar():
+                assert time.monotonic() < deadline, "the killed writer's backends are still running"
+                time.sleep(0.05)
+    finally:
+        e.dispose()
+
+
 def _count(s: Store, table: str) -> int:
     with s.connect() as c:
         return int(c.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar())
@@ -281,7 +300,7 @@ def test_a_kill_at_any_moment_leaves_all_or_nothing(pg_url, delay):
     time.sleep(delay)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    time.sleep(0.5)  # the server notices the closed connections and aborts what was not prepared
+    _wait_for_dead_clients(pg_url)  # the server noticed: what was not prepared is aborted
     with Store(pg_url) as s:
         with s.transaction():
             pass  # recovery
