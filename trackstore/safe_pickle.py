@@ -119,14 +119,15 @@ class RestrictedUnpickler(pickle.Unpickler):
         max_bytes: Largest array (in bytes) any constructor may allocate.
         stubs: Optional ``{(module, name): class}`` of inert classes to hand out for other
             globals (e.g. idtracker.ai's ``Blob``); they must be plain classes without methods.
+        buffers: The out-of-band buffers of a protocol-5 pickle (see :class:`pickle.Unpickler`).
 
     Raises (from :meth:`load`):
         UnsafeInputError: The pickle asks for a global outside the whitelist, or a persistent id.
     """
 
     def __init__(self, file, *, path: str | Path = "<pickle>", max_bytes: int = MAX_BYTES,
-                 stubs: dict[tuple[str, str], type] | None = None):
-        super().__init__(file, encoding="latin1")
+                 stubs: dict[tuple[str, str], type] | None = None, buffers=None):
+        super().__init__(file, encoding="latin1", buffers=buffers)
         self.path = str(path)
         self.max_bytes = max_bytes
         self.stubs = dict(stubs or {})
@@ -174,29 +175,36 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         raise UnsafeInputError(f"refused a pickle persistent id {pid!r}", path=self.path)
 
-    def _check_size(self, shape, dtype) -> None:
-        try:
-            n = int(np.prod([int(s) for s in shape], dtype=object)) if len(shape) else 1
-            size = n * np.dtype(dtype).itemsize
-        except (TypeError, ValueError) as e:
-            raise ParseError(f"bad array shape {shape!r} in pickle: {e}", path=self.path) from None
-        if size > self.max_bytes:
-            raise ParseError(f"an array of {size} bytes exceeds the cap of {self.max_bytes} bytes",
-                             path=self.path, hint="raise max_bytes if this file is trusted and this big")
-
     def _checked_reconstruct(self, real):
+        # the checks hold the path and the cap, not the unpickler: a cycle through it would keep
+        # the buffers it was given (a forked child's mapped result, _forked) until a collection
+        path, cap = self.path, self.max_bytes
+
         def _reconstruct(subtype, shape, dtype):
             if subtype is not np.ndarray:
-                raise UnsafeInputError(f"refused _reconstruct of {subtype!r}", path=self.path)
-            self._check_size(tuple(shape) if isinstance(shape, tuple) else (shape,), "b")
+                raise UnsafeInputError(f"refused _reconstruct of {subtype!r}", path=path)
+            _check_size(path, cap, tuple(shape) if isinstance(shape, tuple) else (shape,), "b")
             return real(subtype, shape, dtype)
         return _reconstruct
 
     def _checked_frombuffer(self, real):
+        path, cap = self.path, self.max_bytes
+
         def _frombuffer(buf, dtype, shape, order):
-            self._check_size(tuple(shape), dtype)
+            _check_size(path, cap, tuple(shape), dtype)
             return real(buf, dtype, shape, order)
         return _frombuffer
+
+
+def _check_size(path: str, max_bytes: int, shape, dtype) -> None:
+    try:
+        n = int(np.prod([int(s) for s in shape], dtype=object)) if len(shape) else 1
+        size = n * np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as e:
+        raise ParseError(f"bad array shape {shape!r} in pickle: {e}", path=path) from None
+    if size > max_bytes:
+        raise ParseError(f"an array of {size} bytes exceeds the cap of {max_bytes} bytes",
+                         path=path, hint="raise max_bytes if this file is trusted and this big")
 
 
 def _latin1_encode(obj, encoding="utf-8", errors="strict"):
