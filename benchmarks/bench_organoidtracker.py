@@ -51,20 +51,48 @@ print(json.dumps({"seconds": dt, "peak_mb": peak_mb(), "growth_mb": peak_mb() - 
 """
 
 INGEST = r"""
+import os, threading
 import trackstore
-from trackstore import open_store, ingest
+from trackstore import open_store, ingest, _forked
 import trackstore.formats.organoidtracker, duckdb, pyarrow, pyarrow.dataset, sqlalchemy, numpy
 path, db = sys.argv[1], sys.argv[2]
 with open_store(db) as store, store.transaction():
     pass  # a migrated, empty store: what is measured is the ingest itself
+
+# with "sample": this process and its children (the forked reader) together, by their proportional
+# set sizes (a page shared by two counts half in each) every millisecond, a thread's work that
+# slows the ingest: the time of such a run is not reported
+sample, me, stop, pss_peak = sys.argv[3:] == ["sample"], os.getpid(), threading.Event(), [0.0]
+def pss(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next((int(l.split()[1]) / 1024 for l in f if l.startswith("Pss:")), 0.0)
+    except OSError:  # the child has just ended
+        return 0.0
+def together():
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            kids = f.read().split()
+    except OSError:
+        kids = []
+    return pss(me) + sum(pss(k) for k in kids)
+def sampler():
+    while not stop.is_set():
+        pss_peak[0] = max(pss_peak[0], together())
+        stop.wait(0.001)
+pss_before = together()
+if sample:
+    threading.Thread(target=sampler, daemon=True).start()
 before = rss_mb()
 t0 = time.perf_counter()
 with open_store(db) as store:
     rep = ingest(store, [path], fmt="organoidtracker")[0]
 dt = time.perf_counter() - t0
+stop.set()
 print(json.dumps({"seconds": dt, "positions": rep.counts["positions"], "links": rep.counts["links"],
                   "metadata": rep.counts["metadata"], "session_id": rep.session_id,
-                  "peak_mb": peak_mb(), "growth_mb": peak_mb() - before}))
+                  "peak_mb": peak_mb(), "growth_mb": peak_mb() - before, "child_mb": _forked.peak_growth_mb,
+                  "together_mb": pss_peak[0] - pss_before if sample else None}))
 """
 
 READ = r"""
@@ -138,6 +166,8 @@ print(json.dumps({"tables": compare_tables(ta, tb, ignore_meta=["organoidtracker
 #: glibc's own tunable: a fixed mmap threshold (its default start value), so that every block of
 #: 128 KB or more is mapped on its own and unmapped when freed (see docs/design.md, known limits)
 MMAP_FIXED = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+#: the reader's own switch: no forked child (see trackstore/_forked.py)
+NO_FORK = {"TRACKSTORE_FORK": "0"}
 
 
 def generate(out_v2: Path, out_v1: Path, cells: int, time_points: int) -> None:
@@ -194,9 +224,18 @@ def main() -> None:
             f"{ours['seconds']:.3f} s, {n / ours['seconds'] / 1e6:.2f} M positions/s, "
             f"{ours['seconds'] / floor['seconds']:.2f}x the floor")
         row("  rows stored", f"{n:,} positions, {ours['links']:,} links, {ours['metadata']:,} metadata values")
+        if ours["child_mb"]:  # the tracks were read by a forked child (v2, 4 MB of tracks or more)
+            serial = middle([run_child(INGEST, str(path), str(dbs / f"{name}_serial_{i}.duckdb"), env=NO_FORK)
+                             for i in range(a.repeat)])
+            row("  the same, all read in one process (TRACKSTORE_FORK=0)",
+                f"{serial['seconds']:.3f} s: the forked reader saves {serial['seconds'] - ours['seconds']:.3f} s")
         row("peak memory of the ingest: growth / file size (target <= 3)",
             f"{ours['growth_mb']:.0f} MB / {size:.0f} MB = {ours['growth_mb'] / size:.2f}x "
             f"(whole process {ours['peak_mb']:.0f} MB)")
+        if ours["child_mb"]:
+            both = run_child(INGEST, str(path), str(dbs / f"{name}_sampled.duckdb"), "sample")
+            row("  with the forked reader: its own growth; both together (PSS, sampled each ms)",
+                f"{ours['child_mb']:.0f} MB; {both['together_mb']:.0f} MB = {both['together_mb'] / size:.2f}x")
         # glibc raises its mmap threshold (up to 32 MB) as big blocks are freed, so later column-sized
         # arrays come from its heap, whose freed holes stay resident; a fixed threshold returns them
         tuned = [run_child(INGEST, str(path), str(dbs / f"{name}_mmap_{i}.duckdb"), env=MMAP_FIXED)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import uuid
 import warnings
@@ -13,8 +14,10 @@ import numpy as np
 import pytest
 
 import examples
+from trackstore import _forked
 from trackstore.errors import LossyConversionWarning, ParseError, WriteError
 from trackstore.formats import _organoidtracker_json as oj
+from trackstore.formats import _organoidtracker_read as otr
 from trackstore.formats import detect_format
 from trackstore.formats import organoidtracker as ot
 from trackstore.model import MetaBlock, SessionInfo, TrackTables, compare_tables, derive_tracks
@@ -298,6 +301,82 @@ def test_organoidtracker_runs_match_a_whole_document_parse(monkeypatch):
                 runs = ot.read(DATA / name)
             assert seen and seen[0] > 1, name  # it was really cut into runs
             assert compare_tables(whole, runs) == [], (name, window)
+
+
+class _SpyForked(otr.Forked):
+    made: list[bool] = []
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.made.append(self.forked)
+
+
+@pytest.fixture
+def forking(monkeypatch):
+    """Every v2 file's tracks read in a forked child (small files too); returns the fork record."""
+    monkeypatch.setattr(otr, "Forked", _SpyForked)
+    monkeypatch.setattr(otr, "FORK_BYTES", 0)
+    monkeypatch.setattr(oj, "CHUNK_BYTES", 200)
+    _SpyForked.made = []
+    return _SpyForked.made
+
+
+@pytest.mark.skipif(not _forked.enabled(), reason="fork is used on Linux only")
+def test_a_forked_child_reads_the_tracks_alike(forking, monkeypatch):
+    """A big v2 file's tracks are read by a forked child while the positions are read here: the
+    tables are those of reading both here."""
+    names = sorted(p.name for p in DATA.glob("*.aut") if not p.name.startswith("bad_"))
+    children = 0
+    for name in names:
+        monkeypatch.setenv("TRACKSTORE_FORK", "0")
+        here = ot.read(DATA / name)
+        monkeypatch.delenv("TRACKSTORE_FORK")
+        forking.clear()
+        forked = ot.read(DATA / name)
+        assert compare_tables(here, forked) == [], name
+        if here.session.format_version == "v2" and here.n_tracks > 1:
+            assert forking == [True], name  # the child really read them
+            children += 1
+    assert children >= 6
+
+
+@pytest.mark.skipif(not _forked.enabled(), reason="fork is used on Linux only")
+def test_a_forked_child_gives_the_errors_of_a_serial_read(forking, tmp_path, monkeypatch):
+    d = load_json(DATA / "small_v2.aut")
+    d["tracks"][3]["coords_xyz_px"] = []
+    bad_track = tmp_path / "bad_track.aut"
+    bad_track.write_text(json.dumps(d, separators=(",", ":")))
+    d["positions"][2]["position_meta"] = {"x": [1]}
+    both = tmp_path / "both.aut"  # a bad position and a bad track: the positions come first
+    both.write_text(json.dumps(d, separators=(",", ":")))
+    fds = len(list(Path("/proc/self/fd").iterdir()))
+    for path, message in ((bad_track, r"tracks\[3\] \(starting at time point \d+\) has no coords_xyz_px$"),
+                          (both, r"time point \d+: position_meta 'x' has 1 values for \d+ positions$")):
+        for fork in ("1", "0"):
+            monkeypatch.setenv("TRACKSTORE_FORK", fork)
+            forking.clear()
+            with pytest.raises(ParseError, match=message) as e:
+                ot.read(path)
+            assert e.value.path == str(path)
+            assert forking == [fork == "1"]
+    assert len(list(Path("/proc/self/fd").iterdir())) == fds  # files closed, children reaped
+
+
+@pytest.mark.skipif(not _forked.enabled(), reason="fork is used on Linux only")
+def test_a_forked_child_reads_through_a_file_offset_of_its_own(tmp_path):
+    """Parent and child share an open file's offset: the child's reads must not move the parent's."""
+    path = tmp_path / "f.json"
+    path.write_bytes(bytes(range(256)) * 1024)
+    f = oj._File(path)
+    try:
+        assert f.read(100, 110) == bytes(range(100, 110))
+        offset = os.lseek(f.f.fileno(), 0, os.SEEK_CUR)  # the kernel's, which a fork shares
+        job = otr.Forked(lambda: (f.read(3000, 3010), f.run(1, 5).tobytes()))
+        assert job.forked
+        assert job.result() == (bytes(range(3000 % 256, 3010 % 256)), b"[\x01\x02\x03\x04]")
+        assert os.lseek(f.f.fileno(), 0, os.SEEK_CUR) == offset  # where the parent's last read left it
+    finally:
+        f.close()
 
 
 def test_file_search_finds_a_match_across_window_edges(tmp_path, monkeypatch):

@@ -87,13 +87,22 @@ class _File:
         self.f = open(path, "rb")  # noqa: SIM115 - closed by close()
         self.size = os.fstat(self.f.fileno()).st_size
         self._buf = bytearray()
+        self._pid = os.getpid()
 
     def close(self) -> None:
         self.f.close()
 
+    def _seek(self, pos: int) -> None:
+        if self._pid != os.getpid():
+            # a forked child (see _organoidtracker_read): parent and child would move one shared
+            # file offset, so the child reads through a file of its own, the same file for sure
+            self.f = open(f"/proc/self/fd/{self.f.fileno()}", "rb")  # noqa: SIM115 - the child exits
+            self._pid = os.getpid()
+        self.f.seek(pos)
+
     def read(self, start: int, end: int) -> bytes:
         """Bytes ``[start, end)`` (fewer only if the file shrank)."""
-        self.f.seek(start)
+        self._seek(start)
         return self.f.read(max(end - start, 0))
 
     def run(self, start: int, end: int) -> memoryview | None:
@@ -104,7 +113,7 @@ class _File:
         if len(self._buf) < n:
             self._buf = bytearray(n + (n >> 3))  # room for the next, slightly longer run
         buf = self._buf
-        self.f.seek(start - 1)
+        self._seek(start - 1)
         with memoryview(buf) as view:
             got = self.f.readinto(view[:n])
         if got != n or _escaped_quote(buf, n):

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._forked import Forked
 from ..errors import ParseError, TrackstoreWarning
 from ..model import MetaBlock, SessionInfo, TrackTables, derive_tracks
 from . import _organoidtracker_json as oj
@@ -27,6 +28,9 @@ BULK_KEYS = {"v2": ("version", "positions", "tracks", "other_data"),
              "v1": ("version", "positions", "links", "other_data")}
 #: OrganoidTracker matches a parent reference to a position when every axis is within this (px).
 TOLERANCE = 0.005
+#: A v2 file's tracks are read in a forked child (see :mod:`trackstore._forked`) from this many
+#: bytes of them on: below, the fork costs about what it saves (a few ms).
+FORK_BYTES = 4 << 20
 
 
 _XYZT = itemgetter("x", "y", "z", "_time_point_number")
@@ -91,6 +95,19 @@ class _Column:
             owners, obj = owners[keep], obj[keep]
         self.owners.append(owners)
         self.parts.append(typed_values(obj))
+
+    def dump(self) -> tuple[bool, list[np.ndarray], list[np.ndarray]]:
+        """The column as plain values (to cross a process boundary); see :meth:`restore`."""
+        self.flush()
+        return self.null_is_absent, self.owners, self.parts
+
+    @classmethod
+    def restore(cls, null_is_absent: bool, owners: list[np.ndarray], parts: list[np.ndarray]) -> _Column:
+        """The column :meth:`dump` gave, its arrays copied: they may be views of a child's result,
+        which these would otherwise keep whole in memory until the metadata is stored."""
+        col = cls(null_is_absent)
+        col.owners, col.parts = [np.array(a) for a in owners], [np.array(a) for a in parts]
+        return col
 
     def block(self, scope: str, key: str, owner_of: np.ndarray | None = None) -> MetaBlock | None:
         """The MetaBlock (None if no value); ``owner_of`` maps the ids used so far to owner ids."""
@@ -231,14 +248,15 @@ class _Index:
             hs = h[order]
         self.order, self.hs = order, hs
 
-    def find(self, q: _Keys) -> np.ndarray:
-        """Index of each query key, -1 where absent."""
+    def find(self, q: _Keys, hashed: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Index of each query key, -1 where absent.
+
+        ``hashed`` is ``(q.hash(), its argsort)`` when the caller has them (see :func:`_hashed`)."""
         n = len(self.hs)
         out = np.full(len(q), -1, dtype=np.int64)
         if not n or not len(q):
             return out
-        hq = q.hash()
-        qo = np.argsort(hq)  # sorted queries walk the table in order: far fewer cache misses
+        hq, qo = hashed if hashed is not None else _hashed(q)
         ic = np.empty(len(q), dtype=np.int64)
         ic[qo] = np.searchsorted(self.hs, hq[qo])
         np.minimum(ic, n - 1, out=ic)
@@ -256,6 +274,13 @@ class _Index:
                     break
                 j += 1
         return out
+
+
+def _hashed(q: _Keys) -> tuple[np.ndarray, np.ndarray]:
+    """The query side of :meth:`_Index.find`: each key's hash, and the order that sorts them
+    (sorted queries walk the table in order: far fewer cache misses)."""
+    hq = q.hash()
+    return hq, np.argsort(hq)
 
 
 def _new_positions(miss: np.ndarray, keys: _Keys) -> tuple[np.ndarray, np.ndarray]:
@@ -305,6 +330,92 @@ def _int(v: Any, what: str, path) -> int:
 
 # ---------------------------------------------------------------------------- v2
 def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
+    # a big file's tracks are read by a forked child on the other core while this process reads
+    # the positions (36 MB file: read 0.50 -> 0.36 s); elsewhere here, after the positions
+    runs = doc.runs.get(("tracks",), [])
+    tracks = Forked(_track_runs, doc, path, fork=sum(e - s for s, e in runs) >= FORK_BYTES)
+    try:
+        return _consume_v2_with(doc, path, tolerance, tracks)
+    finally:
+        tracks.cancel()
+
+
+def _track_runs(doc: oj.Document, path) -> dict[str, Any]:
+    """The v2 ``tracks`` array as numpy columns and plain values (what crosses from a child).
+
+    Every track position's time point and coordinates (``frame``, ``x``, ``y``, ``z``, in track
+    order), each track's ``starts``/``lens``, its ``link_meta`` (a :meth:`_Column.dump` per key),
+    the parent references and link metadata before it (``before``), ``lineage`` metadata,
+    ``n_intra`` links inside tracks and the count of link metadata values ``dropped``.
+    """
+    starts: list[int] = []
+    lens: list[int] = []
+    link_meta: dict[str, _Column] = {}
+    before: list[tuple[int, list, Any]] = []
+    lineage: list[tuple[int, dict]] = []
+    frames: list[np.ndarray] = []
+    coords: list[np.ndarray] = []
+    n_intra = ti = dropped = 0
+    t_run = 0  # the first track of the run
+    for run in doc.elements("tracks"):
+        run_coords: list = []
+        for tr in run:
+            if not isinstance(tr, dict):
+                raise ParseError(f"tracks[{ti}] is not an object", path=path)
+            start = _int(tr.get("time_point_start"), f"tracks[{ti}].time_point_start", path)
+            c = tr.get("coords_xyz_px")
+            if not isinstance(c, list) or not c:
+                raise ParseError(f"tracks[{ti}] (starting at time point {start}) has no coords_xyz_px", path=path)
+            n = len(c)
+            starts.append(start)
+            lens.append(n)
+            run_coords += c
+            lm = tr.get("link_meta")
+            if lm:
+                if not isinstance(lm, dict):
+                    raise ParseError(f"tracks[{ti}].link_meta is not an object", path=path)
+                for k, vals in lm.items():
+                    if not isinstance(vals, list):
+                        raise ParseError(f"tracks[{ti}].link_meta {k!r} is not a list", path=path)
+                    if len(vals) > n - 1:
+                        dropped += sum(v is not None for v in vals[n - 1:])
+                        vals = vals[:n - 1]
+                    col = link_meta.get(k)
+                    if col is None:
+                        col = link_meta[k] = _Column(null_is_absent=True)
+                    col.add(n_intra, vals)
+            n_intra += n - 1
+            cb = tr.get("coords_xyz_px_before")
+            if cb:
+                if not isinstance(cb, list):
+                    raise ParseError(f"tracks[{ti}].coords_xyz_px_before is not a list", path=path)
+                before.append((ti, cb, tr.get("link_meta_before")))
+            lin = tr.get("lineage_meta")
+            if lin:
+                if not isinstance(lin, dict):
+                    raise ParseError(f"tracks[{ti}].lineage_meta is not an object", path=path)
+                lineage.append((ti, lin))
+            ti += 1
+        # the run's coordinates, and the time point of each
+        coords.append(_xyz(run_coords, "tracks", path))
+        del run_coords, run
+        run_lens = np.asarray(lens[t_run:], dtype=np.int64)
+        run_first = np.cumsum(run_lens) - run_lens
+        tf = np.repeat(np.asarray(starts[t_run:], dtype=np.int64) - run_first, run_lens)
+        tf += np.arange(len(tf))
+        frames.append(tf)
+        t_run = ti
+        _flush(link_meta)
+    x, y, z = _columns(coords)
+    frame = np.concatenate(frames) if frames else np.empty(0, np.int64)
+    # the query side of the match with the listed positions, done here while the caller reads them
+    hashed = _hashed(_Keys(frame, [x, y, z]))
+    return {"frame": frame, "x": x, "y": y, "z": z, "hash": hashed[0], "order": hashed[1],
+            "starts": starts, "lens": lens, "n_intra": n_intra, "dropped": dropped, "before": before,
+            "lineage": lineage, "link_meta": {k: c.dump() for k, c in link_meta.items()}}
+
+
+def _consume_v2_with(doc: oj.Document, path, tolerance: float, tracks: Forked) -> TrackTables:
     p = _Parsed()
     p.top = doc.top
     p.version = "v2"
@@ -347,103 +458,38 @@ def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
     pcols = _columns(p.pos_xyz)
     del frames, counts
     n_list = len(pf)
-    # each run of track coordinates is matched to the listed positions as it is parsed: only the
-    # position ids are kept (track coordinates found in no listed position are kept aside)
+    # the listed positions' index is built while the child reads the tracks
     listed = _Index(_Keys(pf, pcols))
-    pidx_l: list[np.ndarray] = []
-    miss_at: list[np.ndarray] = []
-    miss_frame: list[np.ndarray] = []
-    miss_xyz: list[np.ndarray] = []
-    n_tp = 0
-
-    starts: list[int] = []
-    lens: list[int] = []
-    link_meta: dict[str, _Column] = {}
-    before: list[tuple[int, list, Any]] = []
-    lineage: list[tuple[int, dict]] = []
-    n_intra = 0
-    ti = 0
-    t_run = 0  # the first track of the run
-    dropped = 0
-    for run in doc.elements("tracks"):
-        run_coords = []
-        for tr in run:
-            if not isinstance(tr, dict):
-                raise ParseError(f"tracks[{ti}] is not an object", path=path)
-            start = _int(tr.get("time_point_start"), f"tracks[{ti}].time_point_start", path)
-            coords = tr.get("coords_xyz_px")
-            if not isinstance(coords, list) or not coords:
-                raise ParseError(f"tracks[{ti}] (starting at time point {start}) has no coords_xyz_px", path=path)
-            n = len(coords)
-            starts.append(start)
-            lens.append(n)
-            run_coords += coords
-            lm = tr.get("link_meta")
-            if lm:
-                if not isinstance(lm, dict):
-                    raise ParseError(f"tracks[{ti}].link_meta is not an object", path=path)
-                for k, vals in lm.items():
-                    if not isinstance(vals, list):
-                        raise ParseError(f"tracks[{ti}].link_meta {k!r} is not a list", path=path)
-                    if len(vals) > n - 1:
-                        dropped += sum(v is not None for v in vals[n - 1:])
-                        vals = vals[:n - 1]
-                    col = link_meta.get(k)
-                    if col is None:
-                        col = link_meta[k] = _Column(null_is_absent=True)
-                    col.add(n_intra, vals)
-            n_intra += n - 1
-            cb = tr.get("coords_xyz_px_before")
-            if cb:
-                if not isinstance(cb, list):
-                    raise ParseError(f"tracks[{ti}].coords_xyz_px_before is not a list", path=path)
-                before.append((ti, cb, tr.get("link_meta_before")))
-            lin = tr.get("lineage_meta")
-            if lin:
-                if not isinstance(lin, dict):
-                    raise ParseError(f"tracks[{ti}].lineage_meta is not an object", path=path)
-                lineage.append((ti, lin))
-            ti += 1
-        # the run's coordinates: the time point of each, then the listed position it is
-        a = _xyz(run_coords, "tracks", path)
-        del run_coords, run
-        run_lens = np.asarray(lens[t_run:], dtype=np.int64)
-        run_first = np.cumsum(run_lens) - run_lens
-        tf = np.repeat(np.asarray(starts[t_run:], dtype=np.int64) - run_first, run_lens)
-        tf += np.arange(len(tf))
-        found = listed.find(_Keys(tf, a))
-        miss = np.flatnonzero(found < 0)
-        if len(miss):
-            miss_at.append(n_tp + miss)
-            miss_frame.append(tf[miss])
-            miss_xyz.append(a[miss])
-        pidx_l.append(found)
-        n_tp += len(found)
-        t_run = ti
-        del a, tf, found
-        _flush(link_meta)
+    tr = tracks.result()
     doc.release()
-    pidx = np.concatenate(pidx_l) if pidx_l else np.empty(0, np.int64)
-    del pidx_l
+    starts, lens = tr["starts"], tr["lens"]
+    n_intra, before, lineage, dropped = tr["n_intra"], tr["before"], tr["lineage"], tr["dropped"]
+    link_meta = {k: _Column.restore(*v) for k, v in tr["link_meta"].items()}
+    # each track position is the listed position of the same key; those in none become new
+    # positions (the same one where they repeat)
+    tkeys = _Keys(tr["frame"], [tr["x"], tr["y"], tr["z"]])
+    hashed = tr["hash"], tr["order"]
+    del tr
+    pidx = listed.find(tkeys, hashed)
+    del hashed
+    n_tp = len(pidx)
     lens_a = np.asarray(lens, dtype=np.int64)
     n_tracks = len(lens_a)
     first = np.cumsum(lens_a) - lens_a
     last = first + lens_a - 1
-
-    # track positions in no listed position become new positions (the same one where they repeat)
     frame, xyz = pf, pcols
-    if miss_at:
-        at = np.concatenate(miss_at)
-        mkeys = _Keys(np.concatenate(miss_frame), _columns(miss_xyz))
-        rank, firsts = _new_positions(np.arange(len(at)), mkeys)
-        pidx[at] = n_list + rank
+    miss = np.flatnonzero(pidx < 0)
+    if len(miss):
+        mkeys = tkeys.take(miss)
+        rank, firsts = _new_positions(np.arange(len(miss)), mkeys)
+        pidx[miss] = n_list + rank
         extras = mkeys.take(firsts)
         frame = np.concatenate([pf, extras.frame])
         xyz = [np.concatenate([c, e]) for c, e in zip(pcols, extras.xyz)]
-        del at, mkeys, rank, firsts
+        del mkeys, rank, firsts
     else:
         extras = None
-    del miss_at, miss_frame, miss_xyz
+    del tkeys, miss
     n_pos = len(frame)
     used = np.bincount(pidx, minlength=n_pos) if len(pidx) else np.zeros(n_pos, np.int64)
     if (used > 1).any():
