@@ -15,6 +15,10 @@ right before the step (after Python, numpy, DuckDB, SQLAlchemy and pyarrow are i
 what the step itself costs. ``pyarrow.dataset`` counts as a library: DuckDB imports it at its first
 Arrow scan, 23 MB of shared-library code whatever the file's size.
 
+A big file's v2 tracks / v1 links are read by a forked child (trackstore/_forked.py). The ingest is
+also timed without it (``TRACKSTORE_FORK=0``), alternating run by run; the child's memory is counted
+by one more ingest that samples both processes' proportional set sizes each millisecond.
+
 Run:  python benchmarks/bench_organoidtracker.py            (full size)
       python benchmarks/bench_organoidtracker.py --quick    (100 cells, for a smoke run)
 Inputs are generated on demand under benchmarks/_data/ (git-ignored) and reused.
@@ -212,8 +216,12 @@ def main() -> None:
         floor = median(FLOOR, str(path), "orjson")
         std = median(FLOOR, str(path), "json")
         read = median(READ, str(path))
-        ing = [run_child(INGEST, str(path), str(dbs / f"{name}_{i}.duckdb")) for i in range(a.repeat)]
-        ours = middle(ing)
+        # with and without the forked reader, run by run (this machine's speed drifts)
+        ing, serial = [], []
+        for i in range(a.repeat):
+            ing.append(run_child(INGEST, str(path), str(dbs / f"{name}_{i}.duckdb")))
+            serial.append(run_child(INGEST, str(path), str(dbs / f"{name}_serial_{i}.duckdb"), env=NO_FORK))
+        ours, serial = middle(ing), middle(serial)
         n = ours["positions"]
         row("floor: orjson.loads of the file", f"{floor['seconds']:.3f} s (peak +{floor['growth_mb']:.0f} MB)")
         row("reference: json.loads (standard library)", f"{std['seconds']:.3f} s")
@@ -224,9 +232,7 @@ def main() -> None:
             f"{ours['seconds']:.3f} s, {n / ours['seconds'] / 1e6:.2f} M positions/s, "
             f"{ours['seconds'] / floor['seconds']:.2f}x the floor")
         row("  rows stored", f"{n:,} positions, {ours['links']:,} links, {ours['metadata']:,} metadata values")
-        if ours["child_mb"]:  # the tracks were read by a forked child (v2, 4 MB of tracks or more)
-            serial = middle([run_child(INGEST, str(path), str(dbs / f"{name}_serial_{i}.duckdb"), env=NO_FORK)
-                             for i in range(a.repeat)])
+        if ours["child_mb"]:  # a forked child read the v2 tracks / v1 links (4 MB of them or more)
             row("  the same, all read in one process (TRACKSTORE_FORK=0)",
                 f"{serial['seconds']:.3f} s: the forked reader saves {serial['seconds'] - ours['seconds']:.3f} s")
         row("peak memory of the ingest: growth / file size (target <= 3)",

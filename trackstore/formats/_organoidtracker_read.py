@@ -28,8 +28,8 @@ BULK_KEYS = {"v2": ("version", "positions", "tracks", "other_data"),
              "v1": ("version", "positions", "links", "other_data")}
 #: OrganoidTracker matches a parent reference to a position when every axis is within this (px).
 TOLERANCE = 0.005
-#: A v2 file's tracks are read in a forked child (see :mod:`trackstore._forked`) from this many
-#: bytes of them on: below, the fork costs about what it saves (a few ms).
+#: A v2 file's tracks (a v1 file's links) are read in a forked child (see :mod:`trackstore._forked`)
+#: from this many bytes of them on: below, the fork costs about what it saves (a few ms).
 FORK_BYTES = 4 << 20
 
 
@@ -764,6 +764,45 @@ def _session_blocks(p: _Parsed, path) -> list[MetaBlock]:
 
 # ---------------------------------------------------------------------------- v1
 def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
+    # a big file's links are read by a forked child while this process reads the positions and
+    # nodes (as the v2 tracks, see _consume_v2); elsewhere here, after the nodes
+    runs = doc.runs.get(("links", "links"), [])
+    links = Forked(_link_runs, doc, path, fork=sum(e - s for s, e in runs) >= FORK_BYTES)
+    try:
+        return _consume_v1_with(doc, path, tolerance, links)
+    finally:
+        links.cancel()
+
+
+def _link_runs(doc: oj.Document, path) -> dict[str, Any]:
+    """The v1 ``links.links`` array: each link's ``source`` and ``target`` as (n, 4) arrays of
+    x, y, z, time point, and its other keys (``columns``, a :meth:`_Column.dump` each)."""
+    src_l: list[np.ndarray] = []
+    dst_l: list[np.ndarray] = []
+    link_cols: dict[str, _Column] = {}
+    off = 0
+    for run in doc.elements("links", "links"):
+        try:
+            s = _numbers(map(_XYZT, map(itemgetter("source"), run)), len(run))
+            d = _numbers(map(_XYZT, map(itemgetter("target"), run)), len(run))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ParseError(f"links.links: {_bad_link(run, off)}", path=path) from e
+        src_l.append(s)
+        dst_l.append(d)
+        _collect(run, off, ("source", "target"), link_cols)
+        off += len(run)
+        del run
+    ls = np.concatenate(src_l) if src_l else np.empty((0, 4))
+    ld = np.concatenate(dst_l) if dst_l else np.empty((0, 4))
+    # the query side of the link ends' match with the listed positions, while the caller reads them
+    ends = _Keys(np.concatenate([ls[:, 3], ld[:, 3]]).astype(np.int64),
+                 [np.concatenate([ls[:, j], ld[:, j]]) for j in range(3)])
+    h, order = _hashed(ends)
+    return {"source": ls, "target": ld, "hash": h, "order": order,
+            "columns": {k: c.dump() for k, c in link_cols.items()}}
+
+
+def _consume_v1_with(doc: oj.Document, path, tolerance: float, links: Forked) -> TrackTables:
     top = doc.top
     p = _Parsed()
     p.top = top
@@ -808,9 +847,10 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
     d3 = top.get("links")
     node_l: list[np.ndarray] = []
     node_meta: dict[str, _Column] = {}
-    src_l: list[np.ndarray] = []
-    dst_l: list[np.ndarray] = []
+    ls = ld = np.empty((0, 4))
     link_cols: dict[str, _Column] = {}
+    listed: _Index | None = None
+    ends_hashed = None
     if d3 is not None:
         if not isinstance(d3, dict):
             raise ParseError("links is not a d3 node-link object", path=path)
@@ -824,23 +864,14 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
             _collect(run, off, ("id",), node_meta)
             off += len(run)
             del run
-        off = 0
-        for run in doc.elements("links", "links"):
-            try:
-                s = _numbers(map(_XYZT, map(itemgetter("source"), run)), len(run))
-                d = _numbers(map(_XYZT, map(itemgetter("target"), run)), len(run))
-            except (KeyError, TypeError, ValueError) as e:
-                raise ParseError(f"links.links: {_bad_link(run, off)}", path=path) from e
-            src_l.append(s)
-            dst_l.append(d)
-            _collect(run, off, ("source", "target"), link_cols)
-            off += len(run)
-            del run
+        listed = _Index(_Keys(pf, pxyz))  # while the child reads the links
+        got = links.result()
+        ls, ld, ends_hashed = got["source"], got["target"], (got["hash"], got["order"])
+        link_cols = {k: _Column.restore(*v) for k, v in got["columns"].items()}
+        del got
     doc.release()
     nodes = np.concatenate(node_l) if node_l else np.empty((0, 4))
-    ls = np.concatenate(src_l) if src_l else np.empty((0, 4))
-    ld = np.concatenate(dst_l) if dst_l else np.empty((0, 4))
-    del node_l, src_l, dst_l
+    del node_l
     for name, arr in (("links.nodes", nodes), ("links.links source", ls), ("links.links target", ld)):
         bad = arr[:, 3] != np.round(arr[:, 3])
         if bad.any():
@@ -856,12 +887,15 @@ def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
     qkeys = _Keys(all_frame, all_xyz)
     pkeys = _Keys(pf, pxyz)
     everything = slice(None)
+    if listed is None:
+        listed = _Index(pkeys)
     if n_nodes == n_list and n_nodes and bool(qkeys.take(slice(0, n_nodes)).equal(everything, pkeys, everything).all()):
         # the usual v1 file: one node per listed position, in the same order
         idx = np.concatenate([np.arange(n_nodes, dtype=np.int64),
-                              _Index(pkeys).find(qkeys.take(slice(n_nodes, None)))])
+                              listed.find(qkeys.take(slice(n_nodes, None)), ends_hashed)])
     else:
-        idx = _Index(pkeys).find(qkeys)
+        idx = listed.find(qkeys)
+    del listed, ends_hashed
     miss = np.flatnonzero(idx < 0)
     extra = np.empty(0, np.int64)
     if len(miss):
