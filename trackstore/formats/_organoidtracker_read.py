@@ -416,6 +416,7 @@ def _track_runs(doc: oj.Document, path) -> dict[str, Any]:
 
 
 def _consume_v2_with(doc: oj.Document, path, tolerance: float, tracks: Forked) -> TrackTables:
+    """The v2 reading proper: the positions here, the tracks from ``tracks`` (see :func:`_track_runs`)."""
     p = _Parsed()
     p.top = doc.top
     p.version = "v2"
@@ -803,6 +804,7 @@ def _link_runs(doc: oj.Document, path) -> dict[str, Any]:
 
 
 def _consume_v1_with(doc: oj.Document, path, tolerance: float, links: Forked) -> TrackTables:
+    """The v1 reading proper: positions and nodes here, the links from ``links`` (see :func:`_link_runs`)."""
     top = doc.top
     p = _Parsed()
     p.top = top
