@@ -20,7 +20,9 @@ The file is not read whole for the pieces: the cuts are found by searching small
 and each run's bytes are read when the run is parsed, into one buffer reused from run to run, so
 only one run's bytes are in memory at a time (a 36 MB file held whole was a third of the reader's
 peak). Keys are found with ``bytes.find`` before a regular expression is tried, and the search for
-an array's cuts ends at the next array's key (see :func:`_plan`).
+an array's cuts ends at the next array's key (see :func:`_plan`). One array's runs may be walked by
+a forked child (``_organoidtracker_read``) while the parent walks another's: the child reads them
+through a descriptor of its own, as a fork shares the file offset (see :meth:`_File._seek`).
 
 orjson is used when installed; files that only the standard library reads (bare ``NaN`` /
 ``Infinity`` tokens, written by OrganoidTracker without orjson) are parsed with :mod:`json`.
