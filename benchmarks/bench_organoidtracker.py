@@ -84,7 +84,7 @@ def sampler():
     while not stop.is_set():
         pss_peak[0] = max(pss_peak[0], together())
         stop.wait(0.001)
-pss_before = together()
+pss_before = together() if sample else 0.0
 if sample:
     threading.Thread(target=sampler, daemon=True).start()
 before = rss_mb()

@@ -112,6 +112,9 @@ def test_cancel_stops_the_child_at_once():
     job.cancel()  # twice is harmless
     assert time.perf_counter() - t0 < 5
     assert not Path(f"/proc/{pid}").exists() and _reaped(pid)
+    with Forked(_sleep, 30) as job:  # leaving the block stops it too
+        pid = job.pid
+    assert not Path(f"/proc/{pid}").exists() and _reaped(pid)
     assert _open_fds() == fds
 
 

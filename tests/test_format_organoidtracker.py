@@ -332,12 +332,26 @@ def test_a_forked_child_reads_the_tracks_alike(forking, monkeypatch):
         here = ot.read(DATA / name)
         monkeypatch.delenv("TRACKSTORE_FORK")
         forking.clear()
+        fds = len(list(Path("/proc/self/fd").iterdir()))
         forked = ot.read(DATA / name)
+        # no array of the tables is a view of the child's mapped result (which holds a descriptor)
+        assert len(list(Path("/proc/self/fd").iterdir())) == fds, name
         assert compare_tables(here, forked) == [], name
         if here.n_links >= 10:
             assert forking == [True], name  # the child really read them
             children += here.session.format_version
     assert "v1" in children and children.count("v2") >= 6
+
+
+def test_restored_columns_copy_views_only():
+    """A column from a child holds views of its mapped result: they are copied (else they keep
+    the whole result in memory); arrays of their own are kept, not copied again."""
+    mapped = np.arange(12.0)
+    owners = np.arange(3, dtype=np.int64)
+    col = otr._Column.restore(True, [owners], [mapped[4:7]])
+    assert col.owners[0] is owners
+    assert col.parts[0].flags.owndata and col.parts[0].tolist() == [4.0, 5.0, 6.0]
+    assert not np.shares_memory(col.parts[0], mapped)
 
 
 @pytest.mark.skipif(not _forked.enabled(), reason="fork is used on Linux only")

@@ -140,7 +140,8 @@ class Forked:
 
     Only :class:`~trackstore.errors.TrackstoreError` subclasses defined in
     :mod:`trackstore.errors` cross back as errors; ``fn`` must return numpy arrays and plain
-    Python values (lists, dicts, tuples, numbers, strings, None).
+    Python values (lists, dicts, tuples, numbers, strings, None). As a context manager, the child
+    is stopped on leaving the block (:meth:`cancel`) if it still runs.
 
     Example:
         >>> job = Forked(sum, [1, 2, 3])  # doctest: +SKIP
@@ -202,6 +203,12 @@ class Forked:
         if not (isinstance(cls, type) and issubclass(cls, errors.TrackstoreError)):  # pragma: no cover
             return self.fn(*self.args)
         raise cls(msg, path=path, hint=hint)
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cancel()
 
     def cancel(self) -> None:
         """Stop the child if it still runs and free what it used; safe to call more than once."""

@@ -103,10 +103,14 @@ class _Column:
 
     @classmethod
     def restore(cls, null_is_absent: bool, owners: list[np.ndarray], parts: list[np.ndarray]) -> _Column:
-        """The column :meth:`dump` gave, its arrays copied: they may be views of a child's result,
-        which these would otherwise keep whole in memory until the metadata is stored."""
+        """The column :meth:`dump` gave. Arrays that are views (of a forked child's mapped result)
+        are copied: they would otherwise keep the whole result in memory until the metadata is
+        stored; the arrays of a read done here are their own and are kept as they are."""
+        def own(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            return [a if a.flags.owndata else np.array(a) for a in arrays]
+
         col = cls(null_is_absent)
-        col.owners, col.parts = [np.array(a) for a in owners], [np.array(a) for a in parts]
+        col.owners, col.parts = own(owners), own(parts)
         return col
 
     def block(self, scope: str, key: str, owner_of: np.ndarray | None = None) -> MetaBlock | None:
@@ -328,16 +332,19 @@ def _int(v: Any, what: str, path) -> int:
     return v
 
 
+def _reader(doc: oj.Document, key: tuple[str, ...], fn, path) -> Forked:
+    """``fn(doc, path)``, which walks the array at ``key``, in a forked child when that array's runs
+    hold :data:`FORK_BYTES` or more; else it runs here when its result is asked for."""
+    runs = doc.runs.get(key, [])
+    return Forked(fn, doc, path, fork=sum(e - s for s, e in runs) >= FORK_BYTES)
+
+
 # ---------------------------------------------------------------------------- v2
 def _consume_v2(doc: oj.Document, path, tolerance: float) -> TrackTables:
     # a big file's tracks are read by a forked child on the other core while this process reads
     # the positions (36 MB file: read 0.50 -> 0.36 s); elsewhere here, after the positions
-    runs = doc.runs.get(("tracks",), [])
-    tracks = Forked(_track_runs, doc, path, fork=sum(e - s for s, e in runs) >= FORK_BYTES)
-    try:
+    with _reader(doc, ("tracks",), _track_runs, path) as tracks:
         return _consume_v2_with(doc, path, tolerance, tracks)
-    finally:
-        tracks.cancel()
 
 
 def _track_runs(doc: oj.Document, path) -> dict[str, Any]:
@@ -685,7 +692,7 @@ def _track_columns(n: int, lineage: np.ndarray) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- shared
-def _start_tables(p: _Parsed, path, frame: np.ndarray, xyz: np.ndarray) -> TrackTables:
+def _start_tables(p: _Parsed, path, frame: np.ndarray, xyz: list[np.ndarray]) -> TrackTables:
     top = p.top
     info = SessionInfo(name=Path(path).stem, source_format="organoidtracker", format_version=p.version,
                        source_path=str(Path(path).resolve()), space_unit="pixel",
@@ -722,9 +729,8 @@ def _start_tables(p: _Parsed, path, frame: np.ndarray, xyz: np.ndarray) -> Track
         time = frames.astype(np.float64)
     t = TrackTables(session=info)
     t.frames = {"frame": frames.astype(np.int64), "time": np.asarray(time, dtype=np.float64)}
-    cols = [xyz[:, j] for j in range(3)] if isinstance(xyz, np.ndarray) else xyz
     t.positions = {"frame": np.asarray(frame, dtype=np.int64),
-                   **{k: np.ascontiguousarray(c, dtype=np.float64) for k, c in zip("xyz", cols)}}
+                   **{k: np.ascontiguousarray(c, dtype=np.float64) for k, c in zip("xyz", xyz)}}
     return t
 
 
@@ -767,12 +773,8 @@ def _session_blocks(p: _Parsed, path) -> list[MetaBlock]:
 def _consume_v1(doc: oj.Document, path, tolerance: float) -> TrackTables:
     # a big file's links are read by a forked child while this process reads the positions and
     # nodes (as the v2 tracks, see _consume_v2); elsewhere here, after the nodes
-    runs = doc.runs.get(("links", "links"), [])
-    links = Forked(_link_runs, doc, path, fork=sum(e - s for s, e in runs) >= FORK_BYTES)
-    try:
+    with _reader(doc, ("links", "links"), _link_runs, path) as links:
         return _consume_v1_with(doc, path, tolerance, links)
-    finally:
-        links.cancel()
 
 
 def _link_runs(doc: oj.Document, path) -> dict[str, Any]:
@@ -844,6 +846,7 @@ def _consume_v1_with(doc: oj.Document, path, tolerance: float, links: Forked) ->
             n_list += len(a)
     pf = np.concatenate(frames_l) if frames_l else np.empty(0, np.int64)
     pxyz = np.concatenate(xyz_l) if xyz_l else np.empty((0, 3))
+    pkeys = _Keys(pf, pxyz)
     del frames_l, xyz_l
 
     d3 = top.get("links")
@@ -866,7 +869,7 @@ def _consume_v1_with(doc: oj.Document, path, tolerance: float, links: Forked) ->
             _collect(run, off, ("id",), node_meta)
             off += len(run)
             del run
-        listed = _Index(_Keys(pf, pxyz))  # while the child reads the links
+        listed = _Index(pkeys)  # while the child reads the links
         got = links.result()
         ls, ld, ends_hashed = got["source"], got["target"], (got["hash"], got["order"])
         link_cols = {k: _Column.restore(*v) for k, v in got["columns"].items()}
@@ -887,7 +890,6 @@ def _consume_v1_with(doc: oj.Document, path, tolerance: float, links: Forked) ->
     n_nodes, n_links = len(nodes), len(ls)
     del nodes, ls, ld
     qkeys = _Keys(all_frame, all_xyz)
-    pkeys = _Keys(pf, pxyz)
     everything = slice(None)
     if listed is None:
         listed = _Index(pkeys)
